@@ -1,0 +1,107 @@
+"""The environment protocol every domain implements, and a registry so YAML can name one.
+
+An env object holds a domain's configuration and its task cache; one episode's state lives
+on a `fork()` of it, so the rollout engine can run many episodes of the same env in
+lock-step. `reset` must create all per-episode state afresh (never mutate shared state).
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightning_asym.types import Action, Message, Task
+
+
+@dataclass
+class StepResult:
+    """What `MultiTurnEnv.step` returns.
+
+    `messages` are the observations to append to the conversation (tool results as `tool`
+    messages, the user's reply as a `user` message). `reward` is this step's reward; most
+    domains give it only on the final step. `info` may carry `"error"` (a malformed or
+    refused action) and, on the final step, `"success"`.
+    """
+
+    messages: list[Message]
+    reward: float = 0.0
+    done: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class MultiTurnEnv(ABC):
+    """A multi-turn domain: tasks, a user, tools, and a reward.
+
+    Contract:
+      * `tasks(split)` is deterministic given the env's seed;
+      * `reset(task, seed)` returns the opening messages (system policy + first user message);
+      * `step(action)` never raises on agent output: a malformed action, an unknown tool or
+        bad arguments yield an error observation (`info["error"]`) and the episode goes on;
+      * `privileged(task)` is the hidden information only a privileged critic may see.
+    """
+
+    name: str = "env"
+    max_turns: int = 20
+
+    @abstractmethod
+    def tasks(self, split: str) -> list[Task]:
+        """The tasks of a split (`train`, `validation` or `test`)."""
+
+    @abstractmethod
+    def reset(self, task: Task, seed: int = 0) -> list[Message]:
+        """Start an episode of `task`; returns the opening messages."""
+
+    @abstractmethod
+    def step(self, action: Action) -> StepResult:
+        """Apply the agent's action; returns observations, reward, done and info."""
+
+    @property
+    @abstractmethod
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        """OpenAI function schemas of the agent's tools (without `respond`)."""
+
+    def privileged(self, task: Task) -> str:
+        """What only a privileged critic may see about `task` (the user's hidden goal...)."""
+        return task.privileged
+
+    def fork(self) -> MultiTurnEnv:
+        """A fresh env for one episode that shares configuration and task caches."""
+        return copy.copy(self)
+
+    def get_task(self, split: str, task_id: str) -> Task:
+        for t in self.tasks(split):
+            if t.id == task_id:
+                return t
+        raise KeyError(f"no task {task_id!r} in split {split!r} of env {self.name!r}")
+
+
+def error_result(message: str, **info: Any) -> StepResult:
+    """The observation for a malformed or refused action: the episode goes on."""
+    return StepResult([Message("tool", content=f"Error: {message}")], 0.0, False, {"error": message, **info})
+
+
+_REGISTRY: dict[str, Callable[..., MultiTurnEnv]] = {}
+
+
+def register_env(name: str) -> Callable[[type], type]:
+    """Class decorator: `@register_env("preferences")` makes `make_env("preferences")` work."""
+
+    def deco(cls: type) -> type:
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def make_env(name: str, **kwargs: Any) -> MultiTurnEnv:
+    """Build a registered env by name."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown env {name!r}; registered envs: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**kwargs)
+
+
+def registered_envs() -> list[str]:
+    return sorted(_REGISTRY)
