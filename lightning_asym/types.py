@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 RESPOND = "respond"
 """The reserved action name for a reply to the user (as in tau-bench); its text is `kwargs["content"]`."""
 
+REVISION_PREFIX = "[critic feedback]"
+"""Starts the user-role message that carries a critic's feedback to the actor (never to the user)."""
+
 APPROVE = "approve"
 REVISE = "revise"
 

@@ -1,0 +1,133 @@
+"""The supervision loop: a critic reviews each proposed action before it reaches the env.
+
+On `revise`, the feedback goes to the actor only (as a user-role message that starts with
+`REVISION_PREFIX`, appended after its rejected proposal) and the actor proposes again, up to
+`max_revisions` times. The episode never restarts. The final conversation holds only the
+action that went out; every proposal and review is kept in `Turn.proposals`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
+from lightning_asym.types import REVISION_PREFIX, Action, Message, Proposal, Review, Task
+
+FALLBACKS = ("last", "first", "block")
+
+
+@dataclass
+class ReviewRequest:
+    """What a critic sees: the conversation so far and the proposed action.
+
+    `privileged` is filled only when the supervision config allows the critic to see it.
+    """
+
+    messages: Sequence[Message]
+    text: str
+    action: Action | None
+    parse_error: str | None
+    task: Task
+    tools: list[dict[str, Any]]
+    privileged: str | None = None
+
+
+@runtime_checkable
+class Reviewer(Protocol):
+    """Anything that reviews a batch of proposed actions."""
+
+    def review(self, requests: Sequence[ReviewRequest]) -> list[Review]: ...
+
+
+@dataclass
+class SupervisionConfig:
+    """How supervision behaves."""
+
+    max_revisions: int = 2
+    """How many times the actor may revise one turn's action after a `revise` verdict."""
+    fallback: str = "last"
+    """When the budget is spent: `last` sends the last proposal, `first` the first one,
+    `block` sends a safe holding reply to the user instead."""
+    privileged: bool = False
+    """Give the critic the task's privileged information (never the actor)."""
+    block_message: str = "Let me double-check that before I continue. Could you confirm what you need?"
+    """The reply sent when `fallback: block` applies."""
+
+    def __post_init__(self) -> None:
+        if self.max_revisions < 0:
+            raise ValueError(f"supervision.max_revisions must be >= 0, got {self.max_revisions}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"supervision.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+
+
+def revision_messages(messages: Sequence[Message], proposal_text: str, feedback: str) -> list[Message]:
+    """The actor's view when asked to revise: its rejected proposal, then the critic's feedback."""
+    return [*messages, Message("assistant", content=proposal_text),
+            Message("user", content=f"{REVISION_PREFIX} {feedback}".strip())]
+
+
+def supervise_step(
+    *,
+    live_messages: Sequence[Sequence[Message]],
+    tasks: Sequence[Task],
+    privileged: Sequence[str],
+    completions: Sequence[Completion],
+    actor: ChatBackend,
+    critic: Reviewer,
+    tools: list[dict[str, Any]],
+    sampling: SamplingParams | None,
+    keys: Sequence[Hashable],
+    seeds: Sequence[int],
+    config: SupervisionConfig,
+) -> tuple[list[Completion], list[list[Proposal]]]:
+    """Review one step's proposals of all live episodes, batching reviews and revisions.
+
+    Returns the completion that goes out for each episode and its proposal history.
+    """
+    n = len(completions)
+    history: list[list[Proposal]] = [[] for _ in range(n)]
+    current = list(completions)
+    chosen: list[Completion | None] = [None] * n
+    views = [list(m) for m in live_messages]
+    pending = list(range(n))
+    for attempt in range(config.max_revisions + 1):
+        requests = [
+            ReviewRequest(live_messages[i], current[i].text, current[i].action,
+                          current[i].parse_error, tasks[i], tools,
+                          privileged[i] if config.privileged else None)
+            for i in pending
+        ]
+        reviews = critic.review(requests)
+        revise = []
+        for i, review in zip(pending, reviews):
+            c = current[i]
+            history[i].append(Proposal(c.text, c.action, c.parse_error, review, c.num_completion_tokens))
+            if review.approved:
+                chosen[i] = c
+            elif attempt == config.max_revisions:
+                chosen[i] = _fallback(history[i], completions[i], c, config)
+            else:
+                revise.append(i)
+        if not revise:
+            break
+        for i in revise:
+            views[i] = revision_messages(views[i], current[i].text, history[i][-1].review.feedback)
+        rev_keys = [f"{keys[i]}/revision" for i in revise]
+        new = actor.complete([views[i] for i in revise], tools, sampling, keys=rev_keys,
+                             seeds=[seeds[i] * 31 + attempt + 1 for i in revise])
+        actor.release(rev_keys)
+        for i, c in zip(revise, new):
+            current[i] = c
+        pending = revise
+    assert all(c is not None for c in chosen)
+    return chosen, history  # type: ignore[return-value]
+
+
+def _fallback(history: list[Proposal], first: Completion, last: Completion, config: SupervisionConfig) -> Completion:
+    if config.fallback == "first":
+        return first
+    if config.fallback == "last":
+        return last
+    return Completion(text=config.block_message, action=Action.reply(config.block_message))
