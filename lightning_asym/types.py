@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -102,7 +102,9 @@ class Action:
         """The assistant message for this action; `text` keeps the raw model output if given."""
         if self.is_reply:
             return Message("assistant", content=self.content if text is None else text)
-        return Message("assistant", content=text, tool_calls=[ToolCall(self.name, dict(self.kwargs), call_id)])
+        return Message(
+            "assistant", content=text, tool_calls=[ToolCall(self.name, dict(self.kwargs), call_id)]
+        )
 
 
 @dataclass
@@ -199,16 +201,26 @@ class Trajectory:
 
 T = TypeVar("T")
 
+
 def to_dict(obj: Any) -> dict[str, Any]:
-    """A JSON-ready dict of any dataclass above (drops `None` fields)."""
-    return _strip_none(asdict(obj))
+    """A JSON-ready dict of any dataclass above; fields that are None by default and None now are
+    left out, so lines stay short and `from_dict` restores them exactly."""
+    return _encode(obj)
 
 
-def _strip_none(x: Any) -> Any:
+def _encode(x: Any) -> Any:
+    if is_dataclass(x) and not isinstance(x, type):
+        out = {}
+        for f in fields(x):
+            v = getattr(x, f.name)
+            if v is None and f.default is None:
+                continue
+            out[f.name] = _encode(v)
+        return out
     if isinstance(x, dict):
-        return {k: _strip_none(v) for k, v in x.items() if v is not None}
-    if isinstance(x, list):
-        return [_strip_none(v) for v in x]
+        return {k: _encode(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_encode(v) for v in x]
     return x
 
 

@@ -19,19 +19,41 @@ class GuessEnv(MultiTurnEnv):
 
     def tasks(self, split: str) -> list[Task]:
         off = {"train": 0, "validation": 100, "test": 200}[split]
-        return [Task(id=f"guess-{split}-{i}", split=split, instruction=str((i + off) % 10),
-                     gold_actions=[Action("guess", {"n": (i + off) % 10})], privileged=f"n={(i + off) % 10}")
-                for i in range(self.num_tasks)]
+        return [
+            Task(
+                id=f"guess-{split}-{i}",
+                split=split,
+                instruction=str((i + off) % 10),
+                gold_actions=[Action("guess", {"n": (i + off) % 10})],
+                privileged=f"n={(i + off) % 10}",
+            )
+            for i in range(self.num_tasks)
+        ]
 
     @property
     def tool_schemas(self) -> list[dict[str, Any]]:
-        return [{"type": "function", "function": {"name": "guess", "description": "guess the number",
-                 "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}]
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": "guess",
+                    "description": "guess the number",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"n": {"type": "integer"}},
+                        "required": ["n"],
+                    },
+                },
+            }
+        ]
 
     def reset(self, task: Task, seed: int = 0) -> list[Message]:
         self.target = int(task.instruction)
         self.turn = 0
-        return [Message("system", content="Guess the user's number."), Message("user", content="Guess my number!")]
+        return [
+            Message("system", content="Guess the user's number."),
+            Message("user", content="Guess my number!"),
+        ]
 
     def step(self, action: Action) -> StepResult:
         self.turn += 1
@@ -44,7 +66,9 @@ class GuessEnv(MultiTurnEnv):
         if not isinstance(n, int):
             return error_result("guess needs an integer argument 'n'")
         ok = n == self.target
-        return StepResult([Message("tool", content="correct" if ok else "wrong")], float(ok), True, {"success": ok})
+        return StepResult(
+            [Message("tool", content="correct" if ok else "wrong")], float(ok), True, {"success": ok}
+        )
 
 
 def guess_policy(messages, task, rng) -> str:
@@ -53,4 +77,5 @@ def guess_policy(messages, task, rng) -> str:
     if "than five" not in last:
         return "Is it a big number?"
     lo = 5 if "higher" in last else 0
-    return '<tool_call>{"name": "guess", "arguments": {"n": %d}}</tool_call>' % rng.randint(lo, lo + 4)
+    n = rng.randint(lo, lo + 4)
+    return f'<tool_call>{{"name": "guess", "arguments": {{"n": {n}}}}}</tool_call>'

@@ -69,6 +69,14 @@ def tools_prompt(tools: list[dict[str, Any]]) -> str:
     ]
     for t in tools:
         fn = t.get("function", t)
-        lines.append(json.dumps({"name": fn["name"], "description": fn.get("description", ""),
-                                 "parameters": fn.get("parameters", {})}, sort_keys=True))
+        lines.append(
+            json.dumps(
+                {
+                    "name": fn["name"],
+                    "description": fn.get("description", ""),
+                    "parameters": fn.get("parameters", {}),
+                },
+                sort_keys=True,
+            )
+        )
     return "\n".join(lines)

@@ -50,8 +50,15 @@ class StreamingRollouts(IterableDataset):
     """An endless stream of fresh on-policy batches: `batch_size // group_size` random train
     tasks, each played `group_size` times, generated at the moment the batch is requested."""
 
-    def __init__(self, engine: RolloutEngine, tasks: list[Task], batch_size: int, group_size: int,
-                 policy: Policy, seed: int):
+    def __init__(
+        self,
+        engine: RolloutEngine,
+        tasks: list[Task],
+        batch_size: int,
+        group_size: int,
+        policy: Policy,
+        seed: int,
+    ):
         self.engine, self.tasks, self.policy = engine, tasks, policy
         self.batch_size, self.group_size, self.seed = batch_size, group_size, seed
         self.batches_done = 0
@@ -61,7 +68,9 @@ class StreamingRollouts(IterableDataset):
             # seeded by batch count so a resumed run continues the same task sequence
             rng = random.Random(f"{self.seed}/{self.batches_done}")
             chosen = rng.sample(self.tasks, min(self.batch_size // self.group_size, len(self.tasks)))
-            specs = [(t, self.batches_done * self.group_size + g) for t in chosen for g in range(self.group_size)]
+            specs = [
+                (t, self.batches_done * self.group_size + g) for t in chosen for g in range(self.group_size)
+            ]
             actor, critic = self.policy()
             batch = self.engine.run(specs, actor, critic)
             self.batches_done += 1
@@ -110,13 +119,21 @@ class RolloutDataModule(LightningDataModule):
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if group_size < 1 or batch_size % group_size:
             raise ValueError(f"data.group_size ({group_size}) must divide data.batch_size ({batch_size})")
-        for name, v in (("val_trials", val_trials), ("test_trials", test_trials), ("predict_trials", predict_trials)):
+        for name, v in (
+            ("val_trials", val_trials),
+            ("test_trials", test_trials),
+            ("predict_trials", predict_trials),
+        ):
             if v < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {v}")
         self.env = env
         self.batch_size, self.group_size, self.seed = batch_size, group_size, seed
-        self.num = {"train": num_train_tasks, "validation": num_val_tasks, "test": num_test_tasks,
-                    predict_split: num_predict_tasks}
+        self.num = {
+            "train": num_train_tasks,
+            "validation": num_val_tasks,
+            "test": num_test_tasks,
+            predict_split: num_predict_tasks,
+        }
         self.trials = {"validation": val_trials, "test": test_trials, "predict": predict_trials}
         self.predict_split = predict_split
         self.engine = RolloutEngine(env, max_turns, sampling, seed, supervision)
@@ -134,8 +151,10 @@ class RolloutDataModule(LightningDataModule):
     def _policy(self) -> tuple[Any, Any]:
         module = self.trainer.lightning_module if self.trainer is not None else None
         if module is None or not hasattr(module, "rollout_policy"):
-            raise RuntimeError("RolloutDataModule needs a LightningModule with a `rollout_policy()` method "
-                               "returning (actor_backend, critic_or_None), e.g. SupervisedAgent.")
+            raise RuntimeError(
+                "RolloutDataModule needs a LightningModule with a `rollout_policy()` method "
+                "returning (actor_backend, critic_or_None), e.g. SupervisedAgent."
+            )
         return module.rollout_policy()
 
     def _rank(self) -> tuple[int, int]:
@@ -153,8 +172,13 @@ class RolloutDataModule(LightningDataModule):
         rank, _ = self._rank()
         if self._train_stream is None:
             self._train_stream = StreamingRollouts(
-                self.engine, self.split_tasks("train", self.num["train"]), self.batch_size, self.group_size,
-                self._policy, seed=self.seed * 1000 + rank)
+                self.engine,
+                self.split_tasks("train", self.num["train"]),
+                self.batch_size,
+                self.group_size,
+                self._policy,
+                seed=self.seed * 1000 + rank,
+            )
             self._train_stream.batches_done = self._restored_batches
         return DataLoader(self._train_stream, batch_size=None, num_workers=0, collate_fn=_identity)
 

@@ -9,7 +9,6 @@ the batch, so the same seed and config give the same trajectories whatever the b
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,22 +91,29 @@ class RolloutEngine:
             convs = [ep.traj.messages for ep in live]
             keys = [ep.key for ep in live]
             seeds = [ep.traj.seed + len(ep.traj.turns) for ep in live]
-            t0 = time.perf_counter()
             completions = actor.complete(convs, tools, self.sampling, keys=keys, seeds=seeds)
-            dt = time.perf_counter() - t0
             if len(completions) != len(live):
-                raise RuntimeError(f"{type(actor).__name__}.complete returned {len(completions)} "
-                                   f"completions for {len(live)} conversations")
+                raise RuntimeError(
+                    f"{type(actor).__name__}.complete returned {len(completions)} "
+                    f"completions for {len(live)} conversations"
+                )
             proposals: list[list] = [[] for _ in live]
             if critic is not None:
                 completions, proposals = supervise_step(
-                    live_messages=convs, tasks=[ep.task for ep in live], privileged=[
-                        self.env.privileged(ep.task) for ep in live], completions=completions,
-                    actor=actor, critic=critic, tools=tools, sampling=self.sampling, keys=keys,
-                    seeds=seeds, config=self.supervision,
+                    live_messages=convs,
+                    tasks=[ep.task for ep in live],
+                    privileged=[self.env.privileged(ep.task) for ep in live],
+                    completions=completions,
+                    actor=actor,
+                    critic=critic,
+                    tools=tools,
+                    sampling=self.sampling,
+                    keys=keys,
+                    seeds=seeds,
+                    config=self.supervision,
                 )
             for ep, comp, props in zip(live, completions, proposals):
-                self._advance(ep, comp, props, dt / len(live))
+                self._advance(ep, comp, props)
             finished = [ep for ep in live if ep.done]
             if finished:
                 actor.release([ep.key for ep in finished])
@@ -120,21 +126,31 @@ class RolloutEngine:
         messages = env.reset(task, seed)
         key = f"{task.id}#{trial}#{index}"
         actor.start(key, task)
-        traj = Trajectory(task_id=task.id, split=task.split, messages=list(messages), seed=seed, trial=trial,
-                          info={"actor_tokens": 0, "actor_prompt_tokens": 0, "actor_seconds": 0.0})
+        traj = Trajectory(
+            task_id=task.id,
+            split=task.split,
+            messages=list(messages),
+            seed=seed,
+            trial=trial,
+            info={"actor_tokens": 0, "actor_prompt_tokens": 0},
+        )
         return _Episode(key, task, env, traj)
 
-    def _advance(self, ep: _Episode, comp: Completion, proposals: list, seconds: float) -> None:
+    def _advance(self, ep: _Episode, comp: Completion, proposals: list) -> None:
         traj = ep.traj
         index = len(traj.turns)
-        traj.info["actor_tokens"] += comp.num_completion_tokens
+        # every proposal cost actor tokens, not only the one that went out
+        traj.info["actor_tokens"] += (
+            sum(p.num_tokens for p in proposals) if proposals else comp.num_completion_tokens
+        )
         traj.info["actor_prompt_tokens"] += comp.num_prompt_tokens
-        traj.info["actor_seconds"] += seconds
         call_id = f"call_{index}"
         if comp.action is None:
             assistant = Message("assistant", content=comp.text)
-            result = StepResult([Message("user", content=f"Error: {comp.parse_error}. {PARSE_ERROR_HINT}")],
-                                info={"error": comp.parse_error, "parse_error": True})
+            result = StepResult(
+                [Message("user", content=f"Error: {comp.parse_error}. {PARSE_ERROR_HINT}")],
+                info={"error": comp.parse_error, "parse_error": True},
+            )
         else:
             assistant = comp.action.to_message(call_id, text=comp.text)
             result = ep.env.step(comp.action)
@@ -143,12 +159,22 @@ class RolloutEngine:
                     m.tool_call_id = call_id
         traj.messages.append(assistant)
         traj.messages.extend(result.messages)
-        traj.turns.append(Turn(
-            index=index, text=comp.text, action=comp.action, parse_error=comp.parse_error,
-            observation=list(result.messages), reward=float(result.reward), done=result.done,
-            info=dict(result.info), proposals=proposals, prompt_ids=list(comp.prompt_ids),
-            completion_ids=list(comp.completion_ids), logprobs=list(comp.logprobs),
-        ))
+        traj.turns.append(
+            Turn(
+                index=index,
+                text=comp.text,
+                action=comp.action,
+                parse_error=comp.parse_error,
+                observation=list(result.messages),
+                reward=float(result.reward),
+                done=result.done,
+                info=dict(result.info),
+                proposals=proposals,
+                prompt_ids=list(comp.prompt_ids),
+                completion_ids=list(comp.completion_ids),
+                logprobs=list(comp.logprobs),
+            )
+        )
         if result.done or len(traj.turns) >= self.max_turns:
             ep.done = True
             traj.truncated = not result.done

@@ -64,8 +64,11 @@ class SupervisionConfig:
 
 def revision_messages(messages: Sequence[Message], proposal_text: str, feedback: str) -> list[Message]:
     """The actor's view when asked to revise: its rejected proposal, then the critic's feedback."""
-    return [*messages, Message("assistant", content=proposal_text),
-            Message("user", content=f"{REVISION_PREFIX} {feedback}".strip())]
+    return [
+        *messages,
+        Message("assistant", content=proposal_text),
+        Message("user", content=f"{REVISION_PREFIX} {feedback}".strip()),
+    ]
 
 
 def supervise_step(
@@ -94,9 +97,15 @@ def supervise_step(
     pending = list(range(n))
     for attempt in range(config.max_revisions + 1):
         requests = [
-            ReviewRequest(live_messages[i], current[i].text, current[i].action,
-                          current[i].parse_error, tasks[i], tools,
-                          privileged[i] if config.privileged else None)
+            ReviewRequest(
+                live_messages[i],
+                current[i].text,
+                current[i].action,
+                current[i].parse_error,
+                tasks[i],
+                tools,
+                privileged[i] if config.privileged else None,
+            )
             for i in pending
         ]
         reviews = critic.review(requests)
@@ -114,10 +123,14 @@ def supervise_step(
             break
         for i in revise:
             views[i] = revision_messages(views[i], current[i].text, history[i][-1].review.feedback)
-        rev_keys = [f"{keys[i]}/revision" for i in revise]
-        new = actor.complete([views[i] for i in revise], tools, sampling, keys=rev_keys,
-                             seeds=[seeds[i] * 31 + attempt + 1 for i in revise])
-        actor.release(rev_keys)
+        # same keys: a scripted actor keeps its plan, a KV cache keeps the shared prefix
+        new = actor.complete(
+            [views[i] for i in revise],
+            tools,
+            sampling,
+            keys=[keys[i] for i in revise],
+            seeds=[seeds[i] * 31 + attempt + 1 for i in revise],
+        )
         for i, c in zip(revise, new):
             current[i] = c
         pending = revise
@@ -125,7 +138,9 @@ def supervise_step(
     return chosen, history  # type: ignore[return-value]
 
 
-def _fallback(history: list[Proposal], first: Completion, last: Completion, config: SupervisionConfig) -> Completion:
+def _fallback(
+    history: list[Proposal], first: Completion, last: Completion, config: SupervisionConfig
+) -> Completion:
     if config.fallback == "first":
         return first
     if config.fallback == "last":

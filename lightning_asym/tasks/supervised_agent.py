@@ -44,14 +44,18 @@ class SupervisedAgent(LightningModule):
         self.critic = critic
         self.max_k = max_k
         self.save_trajectories = save_trajectories
-        self.stage_metrics = torch.nn.ModuleDict({
-            stage: torch.nn.ModuleDict({
-                **{name: MeanMetric() for name in _MEANS},
-                "pass_hat_k": PassHatK(max_k),
-                "intervention_rate": InterventionRate(),
-            })
-            for stage in ("val", "test")
-        })
+        self.stage_metrics = torch.nn.ModuleDict(
+            {
+                stage: torch.nn.ModuleDict(
+                    {
+                        **{name: MeanMetric() for name in _MEANS},
+                        "pass_hat_k": PassHatK(max_k),
+                        "intervention_rate": InterventionRate(),
+                    }
+                )
+                for stage in ("val", "test")
+            }
+        )
         self._t0 = 0.0
 
     def rollout_policy(self) -> tuple[ChatBackend, Reviewer | None]:
@@ -92,7 +96,9 @@ class SupervisedAgent(LightningModule):
             m["intervention_rate"].update(sum(_intervened(turn.proposals) for turn in t.turns), t.num_turns)
         for name in _MEANS:
             self.log(f"{stage}/{name}", m[name], on_step=False, on_epoch=True, batch_size=n)
-        self.log(f"{stage}/intervention_rate", m["intervention_rate"], on_step=False, on_epoch=True, batch_size=n)
+        self.log(
+            f"{stage}/intervention_rate", m["intervention_rate"], on_step=False, on_epoch=True, batch_size=n
+        )
         if self.save_trajectories and not self.trainer.sanity_checking:
             write_jsonl(self._trajectory_file(stage), batch)
 
