@@ -1,5 +1,24 @@
 """Environments: the `MultiTurnEnv` protocol, built-in domains and user simulators."""
 
-from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, make_env, register_env, registered_envs
+from lightning_asym.envs.base import (
+    MultiTurnEnv,
+    StepResult,
+    error_result,
+    make_env,
+    register_env,
+    registered_envs,
+)
+from lightning_asym.envs.preferences import PreferencesEnv  # registers "preferences"
+from lightning_asym.envs.users import LLMUser, UserSimulator
 
-__all__ = ["MultiTurnEnv", "StepResult", "error_result", "make_env", "register_env", "registered_envs"]
+__all__ = [
+    "LLMUser",
+    "MultiTurnEnv",
+    "PreferencesEnv",
+    "StepResult",
+    "UserSimulator",
+    "error_result",
+    "make_env",
+    "register_env",
+    "registered_envs",
+]

@@ -1,0 +1,210 @@
+"""Task generation: hidden preferences and catalogues with exactly one best option.
+
+Each task is drawn from its own `random.Random` seeded by (seed, split, index), so splits
+come from separate seed streams, any task can be rebuilt alone, and generation is
+deterministic. A catalogue of one aspect holds one *best* option (satisfies every
+preference, cheapest such), `num_acceptable` *acceptable* ones (satisfy them, pricier)
+and *wrong* ones (violate at least one preference; some are cheaper than the best, so
+"just take the cheapest" fails).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lightning_asym.envs.preferences.domain import ASPECT_NAMES, ASPECTS
+from lightning_asym.envs.preferences.hints import HINTS, preferable_attributes
+from lightning_asym.envs.users import STOP
+from lightning_asym.types import Action, Task
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    """The difficulty knobs of task generation."""
+
+    num_aspects: int = 2
+    prefs_per_aspect: int = 2
+    num_options: int = 8
+    num_acceptable: int = 2
+
+    def validate(self) -> None:
+        if not 1 <= self.num_aspects <= len(ASPECT_NAMES):
+            raise ValueError(f"num_aspects must be in 1..{len(ASPECT_NAMES)}, got {self.num_aspects}")
+        most = min(len(preferable_attributes(a)) for a in ASPECT_NAMES)
+        if not 1 <= self.prefs_per_aspect <= most:
+            raise ValueError(f"prefs_per_aspect must be in 1..{most}, got {self.prefs_per_aspect}")
+        if self.num_acceptable < 0:
+            raise ValueError(f"num_acceptable must be >= 0, got {self.num_acceptable}")
+        if not self.num_acceptable + 1 <= self.num_options <= 40:
+            raise ValueError(
+                f"num_options must be in {self.num_acceptable + 1}..40 (one best plus "
+                f"num_acceptable={self.num_acceptable}), got {self.num_options}"
+            )
+
+
+def _distinct(rnd: Callable[[], float], n: int, k: int) -> list[int]:
+    """`k` distinct ints in `range(n)`; rejection beats `Random.sample` for small k (speed)."""
+    seen: set[int] = set()
+    out = []
+    while len(out) < k:
+        x = int(rnd() * n)
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def make_catalogue(
+    rng: random.Random, aspect: str, prefs: dict[str, str], num_options: int, num_acceptable: int
+) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """Options of one aspect as `(options, best_id, acceptable_ids)`; options are shuffled."""
+    spec = ASPECTS[aspect]
+    rnd = rng.random  # `rng.choice` is several times slower, and 5000 tasks must be quick
+    lo, hi, step = spec.price_range
+    prices = sorted(lo + step * i for i in _distinct(rnd, (hi - lo) // step + 1, num_options))
+    # The best must be cheaper than every acceptable option; put at least one wrong option
+    # below it when there is room, so price alone never finds the answer.
+    top = num_options - 1 - num_acceptable
+    first = min(1, top)
+    best_rank = first + int(rnd() * (top - first + 1))
+    above = prices[best_rank + 1 :]
+    acceptable_prices = sorted(above[i] for i in _distinct(rnd, len(above), num_acceptable))
+    taken = set(acceptable_prices)
+    wrong_prices = [p for i, p in enumerate(prices) if i != best_rank and p not in taken]
+
+    # (attribute, values, preferred value or None, the other values) once per catalogue.
+    plan = [(a, vs, prefs.get(a), [v for v in vs if v != prefs.get(a)]) for a, vs in spec.attributes.items()]
+
+    def draw(violate: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            a: others[int(rnd() * len(others))]
+            if a in violate
+            else (want if want is not None else vs[int(rnd() * len(vs))])
+            for a, vs, want, others in plan
+        }
+
+    pref_attrs = list(prefs)
+    rows: list[tuple[str, dict[str, Any], int]] = [("best", draw(()), prices[best_rank])]
+    rows += [("acceptable", draw(()), p) for p in acceptable_prices]
+    n_pref = len(pref_attrs)
+    for p in wrong_prices:
+        # Mostly near misses (one violated preference): those are the hard decoys.
+        if rnd() < 0.7:
+            violate: tuple[str, ...] = (pref_attrs[int(rnd() * n_pref)],)
+        else:
+            violate = tuple(pref_attrs[i] for i in _distinct(rnd, n_pref, 1 + int(rnd() * n_pref)))
+        rows.append(("wrong", draw(violate), p))
+    rng.shuffle(rows)
+    numbers = _distinct(rnd, 900, num_options)
+    options, best_id, acceptable = [], "", []
+    for (kind, attrs, price), n in zip(rows, numbers):
+        oid = f"{spec.prefix}{100 + n}"
+        options.append({"id": oid, **attrs, "price": price})
+        if kind == "best":
+            best_id = oid
+        elif kind == "acceptable":
+            acceptable.append(oid)
+    return options, best_id, acceptable
+
+
+def make_task(rng: random.Random, cfg: GenConfig, task_id: str, split: str) -> Task:
+    """One task: aspects, hidden preferences and catalogues."""
+    aspects = rng.sample(ASPECT_NAMES, cfg.num_aspects)
+    preferences: dict[str, dict[str, str]] = {}
+    catalogue: dict[str, list[dict[str, Any]]] = {}
+    best: dict[str, str] = {}
+    acceptable: dict[str, list[str]] = {}
+    for aspect in aspects:
+        attrs = rng.sample(preferable_attributes(aspect), cfg.prefs_per_aspect)
+        prefs = {attr: rng.choice(list(HINTS[aspect][attr])) for attr in attrs}
+        preferences[aspect] = prefs
+        catalogue[aspect], best[aspect], acceptable[aspect] = make_catalogue(
+            rng, aspect, prefs, cfg.num_options, cfg.num_acceptable
+        )
+    data = {
+        "aspects": aspects,
+        "preferences": preferences,
+        "catalogue": catalogue,
+        "best": best,
+        "acceptable": acceptable,
+    }
+    gold = []
+    for aspect in aspects:
+        gold += [
+            Action("search", {"aspect": aspect}),
+            Action("recommend", {"aspect": aspect, "option_id": best[aspect]}),
+        ]
+    return Task(
+        id=task_id,
+        split=split,
+        instruction=instruction_text(aspects, preferences),
+        gold_actions=gold,
+        required_outputs=[],
+        privileged=privileged_text(data),
+        data=data,
+    )
+
+
+def instruction_text(aspects: list[str], preferences: dict[str, dict[str, str]]) -> str:
+    """The hidden user goal, written for an LLM that plays the user."""
+    lines = [
+        f"You are planning a trip and need help choosing: {', '.join(aspects)}.",
+        "Your preferences (never state a value directly; hint at it, like the example):",
+    ]
+    for aspect in aspects:
+        for attr, value in preferences[aspect].items():
+            lines.append(f'- {aspect}, {attr}: {value} (e.g. "{HINTS[aspect][attr][value][0]}")')
+    lines += [
+        "Do not volunteer preferences up front. When the assistant asks about one of these, "
+        "hint at exactly one of its preferences you have not shared yet.",
+        "When asked about something whose preferences you have all shared, say that is all you "
+        "care about for it.",
+        "If the assistant talks about other things three times in a row, hint at one preference on your own.",
+        f"Once every item has a recommendation, thank the assistant and write {STOP}.",
+    ]
+    return "\n".join(lines)
+
+
+def privileged_text(data: dict[str, Any]) -> str:
+    """A readable summary of the truth, for a privileged critic."""
+    parts = []
+    for aspect in data["aspects"]:
+        prefs = ", ".join(f"{a}={v}" for a, v in data["preferences"][aspect].items())
+        by_id = {o["id"]: o for o in data["catalogue"][aspect]}
+        best = data["best"][aspect]
+        ok = ", ".join(f"{i} (${by_id[i]['price']})" for i in data["acceptable"][aspect]) or "none"
+        parts.append(
+            f"{aspect}: the user wants {prefs}; best option {best} (${by_id[best]['price']}); "
+            f"acceptable: {ok}; every other option violates a preference."
+        )
+    return "\n".join(parts)
+
+
+def task_key(task: Task) -> tuple:
+    """The content of a task without its id and split (for disjointness across splits)."""
+    d = task.data
+    return tuple(
+        (a, tuple(d["preferences"][a].items()), tuple(tuple(o.values()) for o in d["catalogue"][a]))
+        for a in d["aspects"]
+    )
+
+
+def generate_split(
+    seed: int, split: str, n: int, cfg: GenConfig, exclude: set[tuple] | frozenset[tuple] = frozenset()
+) -> list[Task]:
+    """`n` tasks of a split; any task whose content is in `exclude` is redrawn."""
+    tasks = []
+    for i in range(n):
+        task_id = f"pref-{split}-{i:05d}"
+        attempt = 0
+        while True:
+            rng = random.Random(f"preferences/{seed}/{split}/{i}/{attempt}")
+            task = make_task(rng, cfg, task_id, split)
+            if task_key(task) not in exclude:
+                break
+            attempt += 1
+        tasks.append(task)
+    return tasks
