@@ -77,6 +77,7 @@ def test_registered_and_configurable():
         {},
         dict(num_aspects=5, prefs_per_aspect=4, num_options=12, num_acceptable=4),
         dict(num_options=3, num_acceptable=2),
+        dict(num_options=5, num_acceptable=0, prefs_per_aspect=1),
     ],
 )
 def test_catalogue_invariants(knobs):
@@ -333,6 +334,7 @@ def test_random_fuzz_never_raises():
             r = ep.step(Action(name, kwargs if rng.random() > 0.1 else rng.choice(junk)))  # type: ignore[arg-type]
             assert isinstance(r, StepResult) and all(isinstance(m.content, str) for m in r.messages)
             assert not (done and not r.done)  # once over, it stays over
+            assert "error" not in r.info or len(r.messages[0].content) < 300  # junk is not echoed whole
             done = r.done
         assert done  # max_turns ended it at the latest
 
@@ -389,3 +391,21 @@ def test_forks_keep_separate_episodes():
         not r2.done
         and json.loads(r2.messages[0].content)["options"] == t2.data["catalogue"][t2.data["aspects"][0]]
     )
+
+
+class VagueUser:
+    """A user whose words match no hint template, as an LLM user's may not."""
+
+    def reset(self, task: Task, seed: int = 0) -> str:
+        return "Hi, I need a few things sorted out."
+
+    def respond(self, agent_text: str) -> str:
+        return "I just want something nice."
+
+
+def test_expert_stops_asking_a_user_it_cannot_decode():
+    env = small_env(user=VagueUser())
+    task = env.tasks("test")[7]
+    messages, result = run_episode(env, ExpertPolicy(), task)
+    asks = [m for m in messages if m.role == "assistant" and "<tool_call>" not in (m.content or "")]
+    assert result.info["end_reason"] == "all_recommended" and len(asks) == len(task.data["aspects"])

@@ -42,8 +42,20 @@ def test_llm_user_keeps_its_own_flipped_conversation():
     assert [m.role for m in user.conversation][-1] == "assistant"
 
 
+class RecordingBackend(ScriptedBackend):
+    """Remembers which keys were released."""
+
+    def __init__(self, responses: list[str]) -> None:
+        super().__init__(responses=responses)
+        self.released: list = []
+
+    def release(self, keys) -> None:
+        self.released.extend(keys)
+        super().release(keys)
+
+
 def test_env_with_llm_user_copies_it_per_episode_and_honours_stop():
-    backend = ScriptedBackend(responses=["Hello, I need a flight and a hotel.", f"Great, thanks! {STOP}"])
+    backend = RecordingBackend(responses=["Hello, I need a flight and a hotel.", f"Great, thanks! {STOP}"])
     proto = LLMUser(backend)
     env = PreferencesEnv(num_test=3, user=proto)
     task = env.tasks("test")[0]
@@ -56,3 +68,6 @@ def test_env_with_llm_user_copies_it_per_episode_and_honours_stop():
         r.done and r.messages == [Message("user", "Great, thanks!")] and r.info["end_reason"] == "user_stop"
     )
     assert proto.conversation == []  # the prototype itself never plays an episode
+    assert backend.released == [e1._episode.user._key]  # the finished episode freed its backend state
+    e1.close()
+    assert len(backend.released) == 1

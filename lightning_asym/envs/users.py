@@ -70,10 +70,12 @@ class LLMUser:
         self.conversation: list[Message] = []
         self._key: tuple[str, int] | None = None
         self._seed = 0
+        self._released = False
 
     def reset(self, task: Task, seed: int = 0) -> str:
         # A fresh key per episode: copies of one prototype must not share backend state.
         self._key = ("llm-user", next(_KEYS))
+        self._released = False
         self._seed = zlib.crc32(f"{task.id}:{seed}".encode())
         self.backend.start(self._key, task)
         system = self.prompt.format(instruction=task.instruction, stop=STOP)
@@ -94,6 +96,7 @@ class LLMUser:
         return text
 
     def close(self) -> None:
-        """Drop the backend's per-episode state (KV cache) for this user."""
-        if self._key is not None:
+        """Drop the backend's per-episode state (KV cache) for this user; safe to call twice."""
+        if self._key is not None and not self._released:
+            self._released = True
             self.backend.release([self._key])

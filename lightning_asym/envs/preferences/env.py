@@ -97,7 +97,7 @@ class PreferencesEnv(MultiTurnEnv):
         self.sizes = {"train": num_train, "validation": num_validation, "test": num_test}
         if any(n < 0 for n in self.sizes.values()):
             raise ValueError(f"split sizes must be >= 0, got {self.sizes}")
-        if not (user == "scripted" or isinstance(user, UserSimulator)):
+        if not (user == "scripted" if isinstance(user, str) else isinstance(user, UserSimulator)):
             raise ValueError(f'user must be "scripted" or a UserSimulator instance, got {user!r}')
         self.user = user
         self._cache: dict[str, list[Task]] = {}  # shared by forks: tasks are read-only
@@ -123,7 +123,8 @@ class PreferencesEnv(MultiTurnEnv):
     # ------------------------------------------------------------------ episode
 
     def reset(self, task: Task, seed: int = 0) -> list[Message]:
-        user: UserSimulator = PreferenceUser() if self.user == "scripted" else copy.copy(self.user)
+        self.close()  # a previous episode on this object may still hold backend state
+        user: UserSimulator = PreferenceUser() if isinstance(self.user, str) else copy.copy(self.user)
         first, _ = split_stop(user.reset(task, seed))
         self._episode = _Episode(task=task, user=user)
         policy = POLICY.format(aspects=", ".join(task.data["aspects"]))
@@ -142,12 +143,18 @@ class PreferencesEnv(MultiTurnEnv):
             result = self._finish(ep, result, "max_turns")
         return result
 
+    def close(self) -> None:
+        """Let the episode's user drop backend state (an `LLMUser`'s KV cache); idempotent."""
+        close = getattr(self._episode.user, "close", None) if self._episode is not None else None
+        if callable(close):
+            close()
+
     def _dispatch(self, ep: _Episode, action: Any) -> StepResult:
         if not isinstance(action, Action) or not isinstance(action.name, str):
-            return error_result(f"malformed action {action!r}; reply to the user or call a tool")
+            return error_result(f"malformed action {_short(action)}; reply to the user or call a tool")
         if not isinstance(action.kwargs, dict):
             return error_result(
-                f"the arguments of {action.name!r} must be a JSON object, got {action.kwargs!r}"
+                f"the arguments of {_short(action.name)} must be a JSON object, got {_short(action.kwargs)}"
             )
         if action.name == RESPOND:
             return self._respond(ep, action.kwargs)
@@ -155,12 +162,12 @@ class PreferencesEnv(MultiTurnEnv):
             return self._search(ep, action.kwargs)
         if action.name == "recommend":
             return self._recommend(ep, action.kwargs)
-        return error_result(f"unknown tool {action.name!r}; the tools are search and recommend")
+        return error_result(f"unknown tool {_short(action.name)}; the tools are search and recommend")
 
     def _respond(self, ep: _Episode, kwargs: dict[str, Any]) -> StepResult:
         content = kwargs.get("content")
         if not isinstance(content, str):
-            return error_result(f"a reply needs a string 'content', got {content!r}")
+            return error_result(f"a reply needs a string 'content', got {_short(content)}")
         text, stop = split_stop(ep.user.respond(content))
         result = StepResult([Message("user", text)])
         return self._finish(ep, result, "user_stop") if stop else result
@@ -170,10 +177,10 @@ class PreferencesEnv(MultiTurnEnv):
         aspects = ep.task.data["aspects"]
         raw = kwargs.get("aspect")
         if not isinstance(raw, str):
-            return None, f"'aspect' must be a string, one of {aspects}; got {raw!r}"
+            return None, f"'aspect' must be a string, one of {aspects}; got {_short(raw)}"
         aspect = raw.strip().lower()
         if aspect not in aspects:
-            return None, f"unknown aspect {raw!r}; this user needs: {', '.join(aspects)}"
+            return None, f"unknown aspect {_short(raw)}; this user needs: {', '.join(aspects)}"
         return aspect, None
 
     def _search(self, ep: _Episode, kwargs: dict[str, Any]) -> StepResult:
@@ -193,11 +200,11 @@ class PreferencesEnv(MultiTurnEnv):
             return error_result(str(err))
         raw = kwargs.get("option_id")
         if not isinstance(raw, str):
-            return error_result(f"'option_id' must be a string id from search, got {raw!r}")
+            return error_result(f"'option_id' must be a string id from search, got {_short(raw)}")
         ids = {o["id"].upper(): o["id"] for o in ep.task.data["catalogue"][aspect]}
         option_id = ids.get(raw.strip().upper())
         if option_id is None:
-            return error_result(f"no option {raw!r} for the {aspect}; call search to see the ids")
+            return error_result(f"no option {_short(raw)} for the {aspect}; call search to see the ids")
         ep.recommendations[aspect] = option_id
         left = [a for a in ep.task.data["aspects"] if a not in ep.recommendations]
         text = f"Recommended {option_id} for the {aspect}."
@@ -210,9 +217,7 @@ class PreferencesEnv(MultiTurnEnv):
         ep.done = True
         kinds = outcomes(ep.task, ep.recommendations)
         reward = score(ep.task, ep.recommendations)
-        close = getattr(ep.user, "close", None)
-        if callable(close):
-            close()
+        self.close()
         info = {
             **result.info,
             "success": all(k == "best" for k in kinds.values()),
@@ -236,3 +241,9 @@ def score(task: Task, recommendations: dict[str, str]) -> float:
     """The episode reward `recommendations` earn: mean over aspects of 1 (best), 0.8 (acceptable), else 0."""
     kinds = outcomes(task, recommendations)
     return sum(SCORES[k] for k in kinds.values()) / len(kinds)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A repr of agent-provided data, cut so an error observation stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -151,7 +151,7 @@ def make_task(rng: random.Random, cfg: GenConfig, task_id: str, split: str) -> T
 def instruction_text(aspects: list[str], preferences: dict[str, dict[str, str]]) -> str:
     """The hidden user goal, written for an LLM that plays the user."""
     lines = [
-        f"You are planning a trip and need help choosing: {', '.join(aspects)}.",
+        f"You are making plans and need help choosing: {', '.join(aspects)}.",
         "Your preferences (never state a value directly; hint at it, like the example):",
     ]
     for aspect in aspects:

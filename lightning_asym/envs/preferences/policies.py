@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_asym.backends.toolcalls import format_action
+from lightning_asym.backends.toolcalls import format_action, parse_action
 from lightning_asym.envs.preferences.domain import ASPECT_NAMES, detect_aspects, matches
 from lightning_asym.envs.preferences.hints import decode_hints
 from lightning_asym.envs.preferences.user import DONE_RES
@@ -44,6 +44,7 @@ class ConversationState:
 def read_conversation(messages: Sequence[Message]) -> ConversationState:
     """Aspects to plan, decoded preferences, exhausted aspects, search results, recommendations."""
     state = ConversationState()
+    asked: list[str] = []  # the aspects the latest agent reply talked about
     for m in messages:
         text = m.content or ""
         if m.role == "system" and not state.aspects:
@@ -51,13 +52,23 @@ def read_conversation(messages: Sequence[Message]) -> ConversationState:
             if found:
                 names = [a.strip().lower() for a in found.group(1).split(",")]
                 state.aspects = [a for a in names if a in ASPECT_NAMES]
+        elif m.role == "assistant":
+            action, _ = parse_action(text)
+            is_reply = not m.tool_calls and action is not None and action.is_reply
+            asked = detect_aspects(text) if is_reply else []
         elif m.role == "user":
             if not state.aspects:  # no system policy: the greeting names the aspects
                 state.aspects = detect_aspects(text)
-            for aspect, attr, value in decode_hints(text):
+            hints = decode_hints(text)
+            for aspect, attr, value in hints:
                 state.preferences.setdefault(aspect, {})[attr] = value
             for pattern in DONE_RES:
                 state.exhausted.update(a for a in pattern.findall(text))
+            # Asked about an aspect and got no new hint: a user in other words (an LLM user)
+            # has nothing more to add, so do not ask forever.
+            hinted = {h[0] for h in hints}
+            state.exhausted.update(a for a in asked[:1] if a not in hinted)
+            asked = []
         elif m.role == "tool":
             _read_tool(text, state)
     return state
