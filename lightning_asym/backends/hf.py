@@ -199,7 +199,7 @@ class TransformersBackend(ChatBackend):
             log.info("the tokenizer has no chat template; using ChatML")
             template = fallback
         self.chat_template = template
-        self.tool_role = tool_role
+        self.template_is_fallback = False
         self._resolve_tool_role(tool_role)
         eot, reason = check_prefix_preserving(self.render, eots)
         if eot is None:
@@ -208,12 +208,12 @@ class TransformersBackend(ChatBackend):
                 raise ValueError(msg + "; pass strict_template=False to fall back to ChatML")
             log.warning("%s; falling back to a built-in ChatML template", msg)
             self.chat_template = fallback
+            self.template_is_fallback = True
             self._resolve_tool_role(tool_role)
             eot, reason = check_prefix_preserving(self.render, eots)
             if eot is None:
                 raise ValueError(f"the fallback ChatML template is not prefix-preserving either: {reason}")
         self.end_of_turn = eot
-        self.template_is_fallback = self.chat_template is fallback
 
     def _resolve_tool_role(self, tool_role: str) -> None:
         if tool_role != "auto":
