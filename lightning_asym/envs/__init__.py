@@ -9,6 +9,7 @@ from lightning_asym.envs.base import (
     registered_envs,
 )
 from lightning_asym.envs.preferences import PreferencesEnv  # registers "preferences"
+from lightning_asym.envs.retail import RetailEnv  # registers "retail"
 from lightning_asym.envs.users import LLMUser, UserSimulator
 
 __all__ = [

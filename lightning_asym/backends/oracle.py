@@ -1,0 +1,209 @@
+"""`NoisyOracleBackend`: an actor that knows the gold plan and fails the way LLM agents do.
+
+It learns each episode's task through `start(key, task)`, reads the conversation to see where
+the episode stands (see `oracle_plan`), and proposes what a competent agent would do next:
+authenticate, look up, describe the write and ask for a yes, write, report the facts the user
+asked for. Each failure mode strikes with its own probability at each opportunity:
+
+==========================  =====================================================  ===============
+mode                        what happens                                           opportunity
+==========================  =====================================================  ===============
+``unauthenticated_write``   skips authentication and goes straight to the work     per episode
+``give_up``                 transfers to a human agent instead of working          per intent
+``premature_end``           claims the intent is done without doing it             per confirmation
+``skipped_confirmation``    writes without describing the action and asking        per confirmation
+``wrong_order``             writes on another order of the user                    per write
+``wrong_argument``          writes with a wrong item, payment method, reason, zip  per write
+``hallucinated_output``     reports a wrong amount or count                        per report with outputs
+==========================  =====================================================  ===============
+
+Every mode without an explicit rate uses `error_rate`. Randomness comes from the `seeds`
+given to `complete` and a per-key call counter, so runs are reproducible.
+
+Critic feedback: when the conversation ends with a user message starting with
+`REVISION_PREFIX` (after the rejected proposal), the oracle proposes again and fixes its
+injected mistake with probability `fix_prob` (otherwise it repeats it). A clean proposal
+that was rejected is proposed again unchanged.
+
+Tasks without retail `data["intents"]` get a generic plan: call the gold actions in order,
+then say "Done.".
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from lightning_asym.backends import oracle_plan as plan
+from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
+from lightning_asym.backends.toolcalls import format_action, parse_action
+from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
+
+MODES = (
+    "unauthenticated_write",
+    "give_up",
+    "premature_end",
+    "skipped_confirmation",
+    "wrong_order",
+    "wrong_argument",
+    "hallucinated_output",
+)
+REVISION_SUFFIX = "/revision"
+"""The rollout engine asks for revisions under `f"{key}/revision"`; the oracle maps it back to the episode."""
+
+__all__ = ["MODES", "REVISION_PREFIX", "NoisyOracleBackend"]
+
+
+class NoisyOracleBackend(ChatBackend):
+    """A gold-plan actor with configurable LLM-like mistakes.
+
+    Args:
+        error_rate: the probability of every failure mode whose own rate is not given.
+        unauthenticated_write, give_up, premature_end, skipped_confirmation, wrong_order,
+        wrong_argument, hallucinated_output: per-mode probabilities (see the module docstring).
+        fix_prob: probability that a revision request fixes an injected mistake.
+    """
+
+    def __init__(
+        self,
+        error_rate: float = 0.05,
+        *,
+        unauthenticated_write: float | None = None,
+        give_up: float | None = None,
+        premature_end: float | None = None,
+        skipped_confirmation: float | None = None,
+        wrong_order: float | None = None,
+        wrong_argument: float | None = None,
+        hallucinated_output: float | None = None,
+        fix_prob: float = 0.8,
+    ) -> None:
+        given = dict(
+            unauthenticated_write=unauthenticated_write,
+            give_up=give_up,
+            premature_end=premature_end,
+            skipped_confirmation=skipped_confirmation,
+            wrong_order=wrong_order,
+            wrong_argument=wrong_argument,
+            hallucinated_output=hallucinated_output,
+        )
+        self.rates = {m: error_rate if r is None else r for m, r in given.items()}
+        for name, p in [("error_rate", error_rate), ("fix_prob", fix_prob), *self.rates.items()]:
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        self.fix_prob = fix_prob
+        self._tasks: dict[Hashable, Task] = {}
+        self._calls: dict[Hashable, int] = {}
+        self.opportunities: Counter[str] = Counter()
+        """How often each failure mode could have struck (for measuring rates)."""
+        self.injected: Counter[str] = Counter()
+        """How often each failure mode struck."""
+
+    # ------------------------------------------------------------------ ChatBackend
+
+    def start(self, key: Hashable, task: Task) -> None:
+        self._tasks[key] = task
+        self._calls[key] = 0
+
+    def release(self, keys: Sequence[Hashable]) -> None:
+        for k in keys:
+            self._tasks.pop(k, None)
+            self._calls.pop(k, None)
+
+    def complete(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        tools: list[dict[str, Any]] | None = None,
+        sampling: SamplingParams | None = None,
+        *,
+        keys: Sequence[Hashable] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        keys = list(keys) if keys is not None else list(range(len(conversations)))
+        seeds = list(seeds) if seeds is not None else [0] * len(conversations)
+        out = []
+        for conv, key, seed in zip(conversations, keys, seeds):
+            n = self._calls.get(key, 0)
+            self._calls[key] = n + 1
+            rng = random.Random(f"oracle:{seed}:{n}")
+            text = self._propose(list(conv), self._task_of(key), rng)
+            action, err = parse_action(text)
+            out.append(
+                Completion(
+                    text=text,
+                    action=action,
+                    parse_error=err,
+                    num_prompt_tokens=sum(len((m.content or "").split()) for m in conv),
+                    num_completion_tokens=len(text.split()),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _task_of(self, key: Hashable) -> Task | None:
+        if key in self._tasks:
+            return self._tasks[key]
+        if isinstance(key, str) and key.endswith(REVISION_SUFFIX):
+            return self._tasks.get(key[: -len(REVISION_SUFFIX)])
+        return None
+
+    def _propose(self, conv: list[Message], task: Task | None, rng: random.Random) -> str:
+        if task is None:
+            return "Hello! How can I help you today?"
+        base, rejected = plan.strip_revisions(conv)
+        if rejected is None:
+            return format_action(self._noisy(base, task, rng))
+        # a revision request: fix an injected mistake with probability fix_prob
+        clean = format_action(self._clean(base, task))
+        if rejected.strip() == clean.strip() or rng.random() < self.fix_prob:
+            return clean
+        return rejected
+
+    def _clean(self, conv: list[Message], task: Task) -> Action:
+        if "intents" in task.data:
+            return plan.next_step(conv, task).action
+        return _generic_step(conv, task)
+
+    def _strike(self, mode: str, rng: random.Random) -> bool:
+        self.opportunities[mode] += 1
+        hit = rng.random() < self.rates[mode]
+        if hit:
+            self.injected[mode] += 1
+        return hit
+
+    def _noisy(self, conv: list[Message], task: Task, rng: random.Random) -> Action:
+        if "intents" not in task.data:
+            action = _generic_step(conv, task)
+            if not action.is_reply and self._strike("wrong_argument", rng):
+                return plan.wrong_argument(action, conv, task, rng)
+            return action
+        step = plan.next_step(conv, task)
+        if step.tag == "auth" and self._strike("unauthenticated_write", rng):
+            step = plan.next_step(conv, task, skip_auth=True)
+        if step.first_of_intent and step.tag != "transfer" and self._strike("give_up", rng):
+            return Action(plan.TRANSFER, {"summary": plan.GIVE_UP_SUMMARY})
+        if step.tag == "confirm":
+            if self._strike("premature_end", rng):
+                return Action.reply(plan.report_text(step.intent))
+            if self._strike("skipped_confirmation", rng):
+                return step.context["write"]
+        if step.tag == "write":
+            if self._strike("wrong_order", rng):
+                return plan.wrong_order(step.action, conv, task, rng)
+            if self._strike("wrong_argument", rng):
+                return plan.wrong_argument(step.action, conv, task, rng)
+        if step.tag == "report" and step.intent and step.intent["outputs"]:
+            if self._strike("hallucinated_output", rng):
+                return Action.reply(plan.hallucinate(step.action.content, step.intent["outputs"], rng))
+        return step.action
+
+
+def _generic_step(conv: Sequence[Message], task: Task) -> Action:
+    """Call the task's gold actions in order (counting calls already made), then say done."""
+    done = sum(1 for e in plan.events_of(conv) if e.kind == "call")
+    tools = [a for a in task.gold_actions if not a.is_reply]
+    if done < len(tools):
+        return tools[done]
+    return Action.reply(("Done. " + " ".join(task.required_outputs)).strip())

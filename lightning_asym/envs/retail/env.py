@@ -1,0 +1,262 @@
+"""`RetailEnv`: a tau-bench-shaped customer-service domain with a procedural database.
+
+Reward follows tau-bench: 1 iff the final database hash equals the hash obtained by
+replaying the gold actions on a fresh database, and every required output appears
+(case-insensitive, commas removed) in some reply to the user. The episode ends when the
+user says ``###STOP###``, on a transfer to a human agent, or after `max_turns` agent steps.
+
+Every step's `info` carries the env's own judgement of the action, for scoring critics:
+`deviation` (a write, transfer or unknown tool that no remaining gold action matches) and
+`violation` (the policy rule broken, or None).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from typing import Any
+
+from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, register_env
+from lightning_asym.envs.retail.db import DB, db_hash, generate_db
+from lightning_asym.envs.retail.policy import POLICY
+from lightning_asym.envs.retail.tasks import SPLITS, copy_db, make_tasks
+from lightning_asym.envs.retail.tools import TOOL_SCHEMAS, TOOLS, WRITE_TOOLS, run_tool
+from lightning_asym.envs.retail.user import ScriptedRetailUser
+from lightning_asym.envs.users import UserSimulator, split_stop
+from lightning_asym.types import Action, Message, Task
+
+TRANSFER = "transfer_to_human_agents"
+_YES_RE = re.compile(r"\byes\b")
+_PRIVATE_READS = ("get_user_details", "get_order_details")
+
+
+@functools.lru_cache(maxsize=16)
+def _tasks(split: str, n: int, seed: int) -> tuple[Task, ...]:
+    return tuple(make_tasks(split, n, seed))
+
+
+def replay(task: Task) -> DB:
+    """A fresh database of `task` with its gold actions applied (raises if one fails)."""
+    db = generate_db(task.data["db_seed"])
+    for a in task.gold_actions:
+        obs, ok = run_tool(db, a.name, a.kwargs)
+        if not ok:
+            raise ValueError(f"gold action {a.name} of task {task.id} fails: {obs}")
+    return db
+
+
+def _target(kwargs: dict[str, Any]) -> str:
+    oid = kwargs.get("order_id")
+    if isinstance(oid, str):
+        return oid if oid.startswith("#") else "#" + oid
+    return str(kwargs.get("user_id"))
+
+
+def said(replies: list[str], output: str) -> bool:
+    """tau-bench's rule: the output, lower-cased, occurs in some reply lower-cased without commas."""
+    return any(output.lower() in r.lower().replace(",", "") for r in replies)
+
+
+@register_env("retail")
+class RetailEnv(MultiTurnEnv):
+    """Retail customer service: authenticate, look up, confirm, then cancel/modify/return/exchange.
+
+    Args:
+        seed: selects the task set; splits draw from disjoint database seeds.
+        num_train, num_validation, num_test: tasks per split.
+        max_turns: agent steps before the episode is cut (the reward is still computed).
+        user: `"scripted"` (the deterministic `ScriptedRetailUser`) or a `UserSimulator` prototype
+            (such as an `LLMUser`), copied per episode.
+    """
+
+    name = "retail"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        num_train: int = 500,
+        num_validation: int = 100,
+        num_test: int = 115,
+        max_turns: int = 40,
+        user: str | UserSimulator = "scripted",
+    ) -> None:
+        if min(num_train, num_validation, num_test) < 0 or max_turns < 1:
+            raise ValueError("task counts must be >= 0 and max_turns >= 1")
+        if not (user == "scripted" if isinstance(user, str) else isinstance(user, UserSimulator)):
+            raise ValueError(f'user must be "scripted" or a UserSimulator instance, got {user!r}')
+        self.seed = seed
+        self.num_tasks = {"train": num_train, "validation": num_validation, "test": num_test}
+        self.max_turns = max_turns
+        self.user = user
+        self._gold_hashes: dict[tuple[str, int], str] = {}  # shared by forks on purpose
+
+    # ------------------------------------------------------------------ protocol
+
+    def tasks(self, split: str) -> list[Task]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return list(_tasks(split, self.num_tasks[split], self.seed))
+
+    @property
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        return list(TOOL_SCHEMAS)  # shared schema dicts: callers must not mutate them
+
+    def reset(self, task: Task, seed: int = 0) -> list[Message]:
+        self.task = task
+        self.db = generate_db(task.data["db_seed"])
+        self._user = ScriptedRetailUser() if isinstance(self.user, str) else copy.copy(self.user)
+        first, _ = split_stop(self._user.reset(task, seed))
+        self._remaining = list(task.gold_actions)
+        self._auth_user: str | None = None
+        self._confirmed = False
+        self._replies: list[str] = []
+        self._turns = 0
+        self._done = False
+        return [Message("system", content=POLICY), Message("user", content=first)]
+
+    def step(self, action: Action) -> StepResult:
+        if getattr(self, "task", None) is None:
+            return error_result("step called before reset", deviation=True, violation=None)
+        if self._done:
+            return StepResult(
+                [], 0.0, True, {"error": "the episode is over", "deviation": False, "violation": None}
+            )
+        try:
+            result = self._step(action)
+        except Exception as e:  # the contract: agent output never raises out of step
+            result = error_result(
+                f"internal error on this action: {type(e).__name__}: {e}", deviation=True, violation=None
+            )
+        self._turns += 1
+        if not result.done and self._turns >= self.max_turns:
+            result.done = True
+            result.info["truncated"] = True
+        if result.done:
+            self._finish(result)
+        return result
+
+    # ------------------------------------------------------------------ judgement
+
+    def check_action(self, action: Action) -> dict[str, Any]:
+        """The env's judgement of `action` in the current state, without applying it.
+
+        Returns ``{"deviation": bool, "violation": str | None}`` as `step` would put in info.
+        """
+        deviation, violation, *_ = self._judge(action)
+        return {"deviation": deviation, "violation": violation}
+
+    def _judge(self, action: Action) -> tuple[bool, str | None, str, bool, DB | None, int | None]:
+        """(deviation, violation, observation, ok, new db or None, index of matched gold action)."""
+        name, kwargs = action.name, action.kwargs
+        violation = self._violation(action)
+        if name not in TOOLS:
+            obs, ok = run_tool(self.db, name, kwargs)
+            return True, violation, obs, ok, None, None
+        if name == TRANSFER:
+            obs, ok = run_tool(self.db, name, kwargs)
+            idx = next((i for i, g in enumerate(self._remaining) if g.name == TRANSFER), None)
+            return idx is None, violation, obs, ok, None, idx
+        if name not in WRITE_TOOLS:
+            obs, ok = run_tool(self.db, name, kwargs)  # reads never mutate
+            return False, violation, obs, ok, None, None
+        new = copy_db(self.db)
+        obs, ok = run_tool(new, name, kwargs)
+        if not ok:
+            return True, violation, obs, ok, None, None
+        idx = self._match_gold(action, db_hash(new))
+        return idx is None, violation, obs, ok, new, idx
+
+    def _match_gold(self, action: Action, new_hash: str) -> int | None:
+        """The remaining gold write with the same effect on the current database, if any."""
+        target = _target(action.kwargs)
+        for i, g in enumerate(self._remaining):
+            if g.name != action.name or _target(g.kwargs) != target:
+                continue  # cheap filter before simulating the gold action
+            db = copy_db(self.db)
+            _, ok = run_tool(db, g.name, g.kwargs)
+            if ok and db_hash(db) == new_hash:
+                return i
+        return None
+
+    def _owner(self, kwargs: dict[str, Any]) -> str | None:
+        oid = kwargs.get("order_id")
+        if isinstance(oid, str):
+            order = self.db["orders"].get(oid if oid.startswith("#") else "#" + oid)
+            return order["user_id"] if order else None
+        uid = kwargs.get("user_id")
+        return uid if isinstance(uid, str) and uid in self.db["users"] else None
+
+    def _violation(self, action: Action) -> str | None:
+        name = action.name
+        kwargs = action.kwargs if isinstance(action.kwargs, dict) else {}
+        if name == TRANSFER:
+            if not any(g.name == TRANSFER for g in self.task.gold_actions):
+                return "transferred to a human agent although the request can be handled within policy"
+            return None
+        if name in WRITE_TOOLS or name in _PRIVATE_READS:
+            what = "changed the database" if name in WRITE_TOOLS else "looked up private data"
+            if self._auth_user is None:
+                return f"{what} before authenticating the user"
+            owner = self._owner(kwargs)
+            if owner is not None and owner != self._auth_user:
+                return f"{what} of another user ({owner})"
+        if name in WRITE_TOOLS and not self._confirmed:
+            return "changed the database without an explicit 'yes' from the user after describing the action"
+        return None
+
+    # ------------------------------------------------------------------ steps
+
+    def _step(self, action: Action) -> StepResult:
+        if (
+            not isinstance(action, Action)
+            or not isinstance(action.name, str)
+            or not isinstance(action.kwargs, dict)
+        ):
+            return error_result(f"malformed action {action!r}", deviation=True, violation=None)
+        if action.is_reply:
+            text = action.content
+            self._replies.append(text)
+            reply, stop = split_stop(self._user.respond(text))
+            self._confirmed = _YES_RE.search(reply.lower()) is not None
+            return StepResult(
+                [Message("user", content=reply)], 0.0, stop, {"deviation": False, "violation": None}
+            )
+        deviation, violation, obs, ok, new_db, idx = self._judge(action)
+        info: dict[str, Any] = {"deviation": deviation, "violation": violation}
+        if not ok:
+            return error_result(obs.removeprefix("Error: "), **info)
+        if new_db is not None:
+            self.db = new_db
+            self._confirmed = False  # one "yes" covers one write
+        if idx is not None:
+            self._remaining.pop(idx)
+        if action.name.startswith("find_user_id"):
+            self._auth_user = obs
+        return StepResult(
+            [Message("tool", content=obs, name=action.name)], 0.0, action.name == TRANSFER, info
+        )
+
+    def _finish(self, result: StepResult) -> None:
+        self._done = True
+        gold = self.gold_hash(self.task)
+        db_match = db_hash(self.db) == gold
+        outputs = [said(self._replies, o) for o in self.task.required_outputs]
+        success = db_match and all(outputs)
+        result.reward = float(success)
+        result.info.update(success=success, db_match=db_match, outputs_said=all(outputs))
+        self.close()
+
+    def close(self) -> None:
+        """Let the episode's user drop backend state (an `LLMUser`'s KV cache); idempotent."""
+        user, self._user = getattr(self, "_user", None), None
+        close = getattr(user, "close", None)
+        if callable(close):
+            close()
+
+    def gold_hash(self, task: Task) -> str:
+        """Hash of the database after replaying `task`'s gold actions on a fresh copy (cached)."""
+        key = (task.id, task.data["db_seed"])
+        if key not in self._gold_hashes:
+            self._gold_hashes[key] = db_hash(replay(task))
+        return self._gold_hashes[key]
