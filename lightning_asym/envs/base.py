@@ -67,6 +67,9 @@ class MultiTurnEnv(ABC):
         """What only a privileged critic may see about `task` (the user's hidden goal...)."""
         return task.privileged
 
+    def close(self) -> None:
+        """Release per-episode resources (an LLM user's KV cache...); called when an episode ends."""
+
     def fork(self) -> MultiTurnEnv:
         """A fresh env for one episode that shares configuration and task caches."""
         return copy.copy(self)

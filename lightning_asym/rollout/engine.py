@@ -117,6 +117,8 @@ class RolloutEngine:
             finished = [ep for ep in live if ep.done]
             if finished:
                 actor.release([ep.key for ep in finished])
+                for ep in finished:
+                    ep.env.close()
             live = [ep for ep in live if not ep.done]
         return [ep.traj for ep in episodes]
 

@@ -1,5 +1,6 @@
 """LightningModules, one per job: evaluate (`SupervisedAgent`), train the critic, train the actor."""
 
+from lightning_asym.tasks.asym_ac import AsymmetricActorCritic
 from lightning_asym.tasks.supervised_agent import SupervisedAgent
 
-__all__ = ["SupervisedAgent"]
+__all__ = ["AsymmetricActorCritic", "SupervisedAgent"]
