@@ -35,9 +35,11 @@ class MetricsFile(Callback):
         return Path(trainer.log_dir or trainer.default_root_dir) / self.filename
 
     def _dump(self, trainer: Trainer) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
+        if trainer.sanity_checking:
             return
-        path = self.path(trainer)
+        path = self.path(trainer)  # every rank: log_dir is a collective call under DDP
+        if not trainer.is_global_zero:
+            return
         data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         for k, v in trainer.callback_metrics.items():
             x = float(v)
