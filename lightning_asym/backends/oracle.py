@@ -14,7 +14,7 @@ mode                        what happens                                        
 ``skipped_confirmation``    writes without describing the action and asking        per confirmation
 ``wrong_order``             writes on another order of the user                    per write
 ``wrong_argument``          writes with a wrong item, payment method, reason, zip  per write
-``hallucinated_output``     reports a wrong amount or count                        per report with outputs
+``hallucinated_output``     states a wrong amount or count (and sticks to it)      per intent with outputs
 ==========================  =====================================================  ===============
 
 Every mode without an explicit rate uses `error_rate`. Randomness comes from the `seeds`
@@ -163,7 +163,7 @@ class NoisyOracleBackend(ChatBackend):
 
     def _clean(self, conv: list[Message], task: Task) -> Action:
         if "intents" in task.data:
-            return plan.next_step(conv, task).action
+            return plan.next_step(conv, task, force_auth=True).action
         return _generic_step(conv, task)
 
     def _strike(self, mode: str, rng: random.Random) -> bool:
@@ -194,10 +194,19 @@ class NoisyOracleBackend(ChatBackend):
                 return plan.wrong_order(step.action, conv, task, rng)
             if self._strike("wrong_argument", rng):
                 return plan.wrong_argument(step.action, conv, task, rng)
-        if step.tag == "report" and step.intent and step.intent["outputs"]:
-            if self._strike("hallucinated_output", rng):
-                return Action.reply(plan.hallucinate(step.action.content, step.intent["outputs"], rng))
+        if step.tag in ("confirm", "report") and step.intent and step.intent["outputs"]:
+            return self._maybe_hallucinate(step, conv, rng)
         return step.action
+
+    def _maybe_hallucinate(self, step: plan.Step, conv: list[Message], rng: random.Random) -> Action:
+        """Where an intent's amounts are first said, maybe state them wrong; later, stay consistent."""
+        outputs = step.intent["outputs"]
+        before = plan.earlier_statement(conv, step.intent) if step.tag == "report" else None
+        if before is None:
+            wrong = self._strike("hallucinated_output", rng)
+        else:
+            wrong = not all(o in before for o in outputs)
+        return Action.reply(plan.hallucinate(step.action.content, outputs)) if wrong else step.action
 
 
 def _generic_step(conv: Sequence[Message], task: Task) -> Action:

@@ -9,6 +9,7 @@ task's `data["intents"]` (see `lightning_asym.envs.retail.intents`), read as pla
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,39 +120,41 @@ def _act(d: dict[str, Any]) -> Action:
     return Action(d["name"], json.loads(json.dumps(d["kwargs"])))
 
 
-def next_step(conv: Sequence[Message], task: Task, skip_auth: bool = False) -> Step:
-    """The clean next step of a competent agent for a retail task."""
+def next_step(conv: Sequence[Message], task: Task, skip_auth: bool = False, force_auth: bool = False) -> Step:
+    """The clean next step of a competent agent for a retail task.
+
+    `skip_auth` starts the work without authenticating (a failure mode); once work started
+    that way the agent goes on with it, unless `force_auth` (after critic feedback) makes it
+    authenticate first. Identity the user already gave is always looked up.
+    """
     d = task.data
     events = events_of(conv)
     find = _find(events, 0, lambda e: e.kind == "call" and e.ok and e.action.name.startswith("find_user_id"))
     work = _find(events, 0, _is_work)
-    skipped = skip_auth or (work is not None and (find is None or work < find))
+    early_work = work is not None and (find is None or work < find)
     cursor = 0
-    if not skipped:
-        if find is None:
-            users = " ".join(e.text.lower() for e in events if e.kind == "user")
-            if d["email"].lower() in users:
-                return Step(Action("find_user_id_by_email", {"email": d["email"]}), "find")
-            if d["zip"] in users:
-                return Step(
-                    Action(
-                        "find_user_id_by_name_zip",
-                        {"first_name": d["first_name"], "last_name": d["last_name"], "zip": d["zip"]},
-                    ),
-                    "find",
-                )
+    if find is None:
+        users = " ".join(e.text.lower() for e in events if e.kind == "user")
+        if d["email"].lower() in users:
+            return Step(Action("find_user_id_by_email", {"email": d["email"]}), "find")
+        if d["zip"] in users:
+            args = {"first_name": d["first_name"], "last_name": d["last_name"], "zip": d["zip"]}
+            return Step(Action("find_user_id_by_name_zip", args), "find")
+        if force_auth or not (skip_auth or early_work):
             return Step(Action.reply(AUTH_ASK), "auth")
-        uid = events[find].text
+    else:
         got = _find(events, find, lambda e: e.kind == "call" and e.ok and e.action.name == "get_user_details")
         if got is None:
-            return Step(Action("get_user_details", {"user_id": uid}), "user")
-        ask = _find(events, got, lambda e: e.kind == "say")
-        if ask is None:
-            return Step(Action.reply(DETAILS_ASK.format(first=d["first_name"])), "details")
-        cursor = ask + 1
+            return Step(Action("get_user_details", {"user_id": events[find].text}), "user")
+        if not early_work:  # authenticated before any work: ask what the user wants
+            ask = _find(events, got, lambda e: e.kind == "say")
+            if ask is None:
+                return Step(Action.reply(DETAILS_ASK.format(first=d["first_name"])), "details")
+            cursor = ask + 1
     for intent in d["intents"]:
-        report = report_text(intent)[:30]
-        done = _find(events, cursor, lambda e, r=report: e.kind == "say" and e.text.startswith(r))
+        # the report as said, possibly with hallucinated outputs (a failure mode)
+        heads = {report_text(intent)[:30], hallucinate(report_text(intent), intent["outputs"])[:30]}
+        done = _find(events, cursor, lambda e, h=tuple(heads): e.kind == "say" and e.text.startswith(h))
         if done is not None:
             cursor = done + 1
             continue
@@ -174,8 +177,10 @@ def _intent_step(events: list[Event], cursor: int, intent: dict[str, Any]) -> St
         for i in range(len(events) - 1, cursor - 1, -1):
             e = events[i]
             if e.kind == "say" and CONFIRM_MARK in e.text and key.lower() in e.text.lower():
+                # the yes must be the user's latest word: anything said since voids it (as the env judges)
                 reply = _reply_after(events, i)
-                if reply is not None and _YES.search(reply.text.lower()):
+                latest = all(e.kind != "user" for e in events[i + 2 :])
+                if reply is not None and latest and _YES.search(reply.text.lower()):
                     return Step(action, "write", intent)
                 break
     todo = [_act(lk) for lk in intent["lookups"]]
@@ -190,6 +195,15 @@ def _intent_step(events: list[Event], cursor: int, intent: dict[str, Any]) -> St
 
 
 # ---------------------------------------------------------------------------- injected mistakes
+
+
+def earlier_statement(conv: Sequence[Message], intent: dict[str, Any]) -> str | None:
+    """The confirmation already said for `intent` (where its amounts were first stated), if any."""
+    key = (intent["order_id"] or "default address").lower()
+    for e in events_of(conv):
+        if e.kind == "say" and CONFIRM_MARK in e.text and key in e.text.lower():
+            return e.text
+    return None
 
 
 def _known(events: list[Event], tool: str) -> list[dict[str, Any]]:
@@ -259,9 +273,10 @@ def wrong_order(action: Action, conv: Sequence[Message], task: Task, rng) -> Act
     return Action(action.name, kw)
 
 
-def hallucinate(text: str, outputs: list[str], rng) -> str:
-    """`text` with every required output replaced by a wrong value."""
+def hallucinate(text: str, outputs: list[str]) -> str:
+    """`text` with every required output replaced by a wrong value (the same one each time)."""
     for o in outputs:
+        rng = random.Random(f"hallucinate:{o}")
         if re.fullmatch(r"\d+", o):
             wrong = str(int(o) + rng.randint(1, 3))
         else:

@@ -140,7 +140,8 @@ def generate_db(seed: int, num_users: int = 10) -> DB:
             for v in p["variants"]
         }
         products[p["product_id"]] = {"name": p["name"], "product_id": p["product_id"], "variants": variants}
-    product_list = list(products.values())
+    # (product, its variants) pairs built once: orders draw from them many times
+    product_list = [(p, list(p["variants"].values())) for p in products.values()]
 
     users: dict[str, Any] = {}
     orders: dict[str, Any] = {}
@@ -172,7 +173,10 @@ def generate_db(seed: int, num_users: int = 10) -> DB:
 
 
 def _order(
-    rng: random.Random, user: dict[str, Any], product_list: list[dict[str, Any]], orders: dict[str, Any]
+    rng: random.Random,
+    user: dict[str, Any],
+    product_list: list[tuple[dict, list[dict]]],
+    orders: dict[str, Any],
 ) -> dict[str, Any]:
     while True:
         order_id = f"#W{rng.randint(10**6, 10**7 - 1)}"
@@ -181,8 +185,8 @@ def _order(
     items = []
     used: set[str] = set()
     for _ in range(rng.randint(1, 4)):
-        p = rng.choice(product_list)
-        v = rng.choice(list(p["variants"].values()))
+        p, variants = rng.choice(product_list)
+        v = rng.choice(variants)
         if v["item_id"] in used:
             continue  # an item id appears at most once per order, so item ids name items unambiguously
         used.add(v["item_id"])

@@ -43,13 +43,27 @@ def copy_db(db: DB) -> DB:
     }
 
 
+def _user_copy(db: DB, uid: str) -> DB:
+    """A database whose one user (and their orders) may be mutated without touching `db`."""
+    mine = json.loads(
+        json.dumps(
+            {"user": db["users"][uid], "orders": {o: db["orders"][o] for o in db["users"][uid]["orders"]}}
+        )
+    )
+    return {
+        "products": db["products"],
+        "users": {**db["users"], uid: mine["user"]},
+        "orders": {**db["orders"], **mine["orders"]},
+    }
+
+
 def _plan(rng: random.Random, db: DB) -> tuple[str, list[Intent]] | None:
     """A user and their intents whose gold writes all succeed in order, or None."""
     n_writes = rng.choices(list(NUM_WRITES_WEIGHTS), list(NUM_WRITES_WEIGHTS.values()))[0]
     users = sorted(db["users"])
     rng.shuffle(users)
     for uid in users[:4]:
-        work = copy_db(db)
+        work = _user_copy(db, uid)
         user = work["users"][uid]
         used: set[str] = set()
         intents: list[Intent] = []
