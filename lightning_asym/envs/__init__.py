@@ -10,13 +10,16 @@ from lightning_asym.envs.base import (
 )
 from lightning_asym.envs.preferences import PreferencesEnv  # registers "preferences"
 from lightning_asym.envs.retail import RetailEnv  # registers "retail"
+from lightning_asym.envs.tau_bench import TauBenchEnv  # registers "tau_bench" (imports tau-bench lazily)
 from lightning_asym.envs.users import LLMUser, UserSimulator
 
 __all__ = [
     "LLMUser",
     "MultiTurnEnv",
     "PreferencesEnv",
+    "RetailEnv",
     "StepResult",
+    "TauBenchEnv",
     "UserSimulator",
     "error_result",
     "make_env",
