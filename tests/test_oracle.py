@@ -21,7 +21,7 @@ def env():
 
 def env_critic(e, action):
     """A critic that knows what the env knows: reject deviations and policy violations."""
-    info = e.check_action(action) if not action.is_reply else {"deviation": False, "violation": None}
+    info = e.check_action(action)
     if info["deviation"] or info["violation"]:
         return f"Do not do that: {info['violation'] or 'this is not what the user asked for'}."
     return None
@@ -35,8 +35,9 @@ def drive(env, task, oracle, seed=0, critic=None, max_revisions=2):
     oracle.start(key, task)
     base = zlib.crc32(key.encode()) % 100_000  # per-episode seeds, as the rollout engine gives
     steps = []
+    tools = env.tool_schemas
     for turn in range(env.max_turns):
-        (c,) = oracle.complete([msgs], env.tool_schemas, keys=[key], seeds=[base + turn])
+        (c,) = oracle.complete([msgs], tools, keys=[key], seeds=[base + turn])
         action, err = parse_action(c.text)
         assert err is None and action == c.action
         assert action.is_reply or c.text.startswith(TOOL_OPEN)  # the same text format a model emits
@@ -50,7 +51,7 @@ def drive(env, task, oracle, seed=0, critic=None, max_revisions=2):
                 Message("assistant", content=c.text),
                 Message("user", content=f"{REVISION_PREFIX} {feedback}"),
             ]
-            (c,) = oracle.complete([view], env.tool_schemas, keys=[key], seeds=[base + turn + 7])
+            (c,) = oracle.complete([view], tools, keys=[key], seeds=[base + turn + 7])
             action, _ = parse_action(c.text)
         r = e.step(action)
         steps.append((action, r.info))
@@ -120,8 +121,11 @@ def test_each_failure_mode(env, mode, succeeds, flag):
 def test_hallucinated_output(env):
     oracle = NoisyOracleBackend(error_rate=0.0, hallucinated_output=1.0)
     for t in env.tasks("test")[:30]:
-        info, _ = drive(env, t, oracle)
+        info, steps = drive(env, t, oracle)
         assert info["db_match"]
+        flagged = [i["violation"] for a, i in steps if a.is_reply and i["deviation"]]
+        assert bool(flagged) == any("." in o for o in t.required_outputs), t.id
+        assert all("amount" in v for v in flagged)
         if any("." in o for o in t.required_outputs):  # a short count like "7" may appear by chance
             assert not info["success"], t.id
         elif not t.required_outputs:
@@ -142,8 +146,15 @@ def test_deterministic_given_seeds(env):
 
 def test_revision_fixes_injected_mistakes(env):
     tasks = env.tasks("test")[:25]
-    noisy = dict(error_rate=0.0, wrong_argument=0.5, wrong_order=0.5, skipped_confirmation=0.5,
-                 unauthenticated_write=0.5, give_up=0.3)  # fmt: skip
+    noisy = dict(
+        error_rate=0.0,
+        wrong_argument=0.5,
+        wrong_order=0.5,
+        skipped_confirmation=0.5,
+        unauthenticated_write=0.5,
+        give_up=0.3,
+        hallucinated_output=0.5,
+    )
     fixer = NoisyOracleBackend(**noisy, fix_prob=1.0)
     for t in tasks:
         info, steps = drive(env, t, fixer, critic=env_critic)

@@ -70,17 +70,36 @@ def test_single_deviation_fails(env):
     # one gold write left out
     assert _replay(env, task, gold[1:]).reward == 0.0
     # one extra write
-    extra = Action("modify_user_address", {"user_id": task.data["user_id"], "address1": "9 X St", "address2": "",
-                                           "city": "Austin", "state": "TX", "country": "USA", "zip": "78701"})  # fmt: skip
+    extra = Action(
+        "modify_user_address",
+        {
+            "user_id": task.data["user_id"],
+            "address1": "9 X St",
+            "address2": "",
+            "city": "Austin",
+            "state": "TX",
+            "country": "USA",
+            "zip": "78701",
+        },
+    )
     r = _replay(env, task, [*gold, extra])
     assert r.reward == 0.0 and not r.info["db_match"]
     # one argument changed
     cancel = _task(env, lambda t: any(a.name == "cancel_pending_order" for a in t.gold_actions))
     wrong = [
-        Action(a.name, {**a.kwargs, "reason": "ordered by mistake" if a.kwargs["reason"] == "no longer needed"
-                        else "no longer needed"}) if a.name == "cancel_pending_order" else a
+        Action(
+            a.name,
+            {
+                **a.kwargs,
+                "reason": "ordered by mistake"
+                if a.kwargs["reason"] == "no longer needed"
+                else "no longer needed",
+            },
+        )
+        if a.name == "cancel_pending_order"
+        else a
         for a in cancel.gold_actions
-    ]  # fmt: skip
+    ]
     assert _replay(env, cancel, wrong).reward == 0.0
 
 
@@ -115,11 +134,21 @@ def test_deviation_and_violation_labels(env):
     assert (
         "another user" in e.check_action(Action("get_order_details", {"order_id": other_order}))["violation"]
     )
-    e.step(Action.reply(f"I will cancel order {gold.kwargs['order_id']} because it is "
-                        f"{gold.kwargs['reason']}. {YES}"))  # fmt: skip
+    e.step(
+        Action.reply(
+            f"I will cancel order {gold.kwargs['order_id']} because it is {gold.kwargs['reason']}. {YES}"
+        )
+    )
     assert e._confirmed
-    wrong = Action(gold.name, {**gold.kwargs, "reason": "ordered by mistake" if gold.kwargs["reason"] ==
-                               "no longer needed" else "no longer needed"})  # fmt: skip
+    wrong = Action(
+        gold.name,
+        {
+            **gold.kwargs,
+            "reason": "ordered by mistake"
+            if gold.kwargs["reason"] == "no longer needed"
+            else "no longer needed",
+        },
+    )
     assert e.check_action(wrong) == {"deviation": True, "violation": None}
     assert e.check_action(gold) == {"deviation": False, "violation": None}
     before = e.db
@@ -129,6 +158,12 @@ def test_deviation_and_violation_labels(env):
     r = e.step(gold)
     assert r.info["deviation"] is True and r.info["error"] and r.messages[0].content.startswith("Error:")
     assert e.check_action(Action("no_such_tool", {}))["deviation"] is True
+    refund = task.required_outputs or ["0.00"]
+    assert e.check_action(Action.reply(f"Your refund is ${refund[0]}."))["deviation"] is False
+    made_up = e.check_action(Action.reply("You will get $98,765.43 back."))
+    assert made_up["deviation"] is True and "98765.43" in made_up["violation"]
+    r = e.step(Action.reply("You will get $98,765.43 back."))
+    assert r.info["deviation"] is True and r.messages[0].role == "user"
     assert e.check_action(Action("think", {"thought": "x"})) == {"deviation": False, "violation": None}
     r = e.step(Action("transfer_to_human_agents", {"summary": "x"}))
     assert r.done and r.info["deviation"] and "transferred" in r.info["violation"]
@@ -140,7 +175,9 @@ def test_transfer_task_and_episode_ends(env):
     e = env.fork()
     e.reset(task)
     assert e.check_action(Action("transfer_to_human_agents", {"summary": "x"})) == {
-        "deviation": False, "violation": None}  # fmt: skip
+        "deviation": False,
+        "violation": None,
+    }
     # user STOP ends the episode with a reward computed
     e = env.fork()
     e.reset(task)
@@ -157,12 +194,22 @@ def test_step_never_raises_on_garbage(env):
     e = env.fork()
     e.reset(env.tasks("test")[1])
     garbage = [
-        Action("", {}), Action("respond", {}), Action("respond", {"content": None}), Action("x" * 10_000, {"a": 1}),
-        Action("get_order_details", {"order_id": {"$ne": 1}}), Action("cancel_pending_order", {"order_id": None}),
-        Action("return_delivered_order_items", {"order_id": "#W1", "item_ids": [[1]], "payment_method_id": 3}),
-        Action("get_user_details", []), Action(None, {}), None, "respond", 42,  # type: ignore[arg-type]
+        Action("", {}),
+        Action("respond", {}),
+        Action("respond", {"content": None}),
+        Action("x" * 10_000, {"a": 1}),
+        Action("get_order_details", {"order_id": {"$ne": 1}}),
+        Action("cancel_pending_order", {"order_id": None}),
+        Action(
+            "return_delivered_order_items", {"order_id": "#W1", "item_ids": [[1]], "payment_method_id": 3}
+        ),
+        Action("get_user_details", []),
+        Action(None, {}),
+        None,
+        "respond",
+        42,  # type: ignore[arg-type]
         Action("modify_user_address", {"user_id": "x", "address1": 1.5}),
-    ]  # fmt: skip
+    ]
     for a in garbage:
         r = e.step(a)
         assert isinstance(r.messages, list) and "deviation" in r.info

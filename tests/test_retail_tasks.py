@@ -55,8 +55,19 @@ def test_task_sets():
     assert len(set(writes)) == 5
     assert sum(bool(t.required_outputs) for t in train) > 100
     kinds = {it["kind"] for t in train for it in t.data["intents"]}
-    assert kinds >= {"cancel", "modify_items", "modify_address", "modify_payment", "return", "exchange",
-                     "user_address", "order_total", "available_count", "refuse", "transfer"}  # fmt: skip
+    assert kinds >= {
+        "cancel",
+        "modify_items",
+        "modify_address",
+        "modify_payment",
+        "return",
+        "exchange",
+        "user_address",
+        "order_total",
+        "available_count",
+        "refuse",
+        "transfer",
+    }
     assert any(it["search"] for t in train for it in t.data["intents"]), "some tasks need lookups"
     assert {t.data["auth"] for t in train} == {"email", "name_zip"}
 

@@ -32,14 +32,24 @@ class FakeTauEnv:
     """A counter domain: `add(n)` adds to a total; the user stops after two replies."""
 
     wiki = "Add what the user asks, then tell them the total."
-    tools_info = [{"type": "function", "function": {"name": "add", "description": "add n", "parameters": {
-        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}]  # fmt: skip
+    tools_info = [
+        {
+            "type": "function",
+            "function": {
+                "name": "add",
+                "description": "add n",
+                "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+            },
+        }
+    ]
     made: list[FakeTauEnv] = []
 
     def __init__(self, env_name, user_strategy, user_model, task_split, user_provider=None):
         self.split = task_split
-        self.tasks = [FakeTask("u1", [FakeAction("add", {"n": 2})], "Ask to add 2.", ["2"]),
-                      FakeTask("u2", [FakeAction("add", {"n": 5})], "Ask to add 5.", [])]  # fmt: skip
+        self.tasks = [
+            FakeTask("u1", [FakeAction("add", {"n": 2})], "Ask to add 2.", ["2"]),
+            FakeTask("u2", [FakeAction("add", {"n": 5})], "Ask to add 5.", []),
+        ]
         self.kwargs = dict(env_name=env_name, user_strategy=user_strategy, user_model=user_model)
         FakeTauEnv.made.append(self)
 
@@ -65,8 +75,9 @@ class FakeTauEnv:
             gold = sum(a.kwargs["n"] for a in self.task.actions)
             outputs_ok = all(any(o in s for s in self.said) for o in self.task.outputs)
             reward = float(self.total == gold and outputs_ok)
-        return types.SimpleNamespace(observation=obs, reward=reward, done=done,
-                                     info=types.SimpleNamespace(reward_info={"r": reward}))  # fmt: skip
+        return types.SimpleNamespace(
+            observation=obs, reward=reward, done=done, info=types.SimpleNamespace(reward_info={"r": reward})
+        )
 
 
 @pytest.fixture

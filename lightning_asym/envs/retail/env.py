@@ -6,8 +6,10 @@ replaying the gold actions on a fresh database, and every required output appear
 user says ``###STOP###``, on a transfer to a human agent, or after `max_turns` agent steps.
 
 Every step's `info` carries the env's own judgement of the action, for scoring critics:
-`deviation` (a write, transfer or unknown tool that no remaining gold action matches) and
-`violation` (the policy rule broken, or None).
+`deviation` (a write, transfer or unknown tool that no remaining gold action matches, or a
+reply that states a dollar amount nothing in the episode supports) and `violation` (the
+policy rule broken, or None). Reads and other replies never deviate; a reply that claims
+work that was not done is not detected (free text), so critics catching it look worse.
 """
 
 from __future__ import annotations
@@ -29,6 +31,27 @@ from lightning_asym.types import Action, Message, Task
 TRANSFER = "transfer_to_human_agents"
 _YES_RE = re.compile(r"\byes\b")
 _PRIVATE_READS = ("get_user_details", "get_order_details")
+_AMOUNT_RE = re.compile(r"\$\s?(\d[\d,]*\.\d\d)\b")
+
+
+def amounts(text: str) -> set[str]:
+    """Dollar amounts with cents stated in `text`, normalized like "1234.50"."""
+    return {f"{float(a.replace(',', '')):.2f}" for a in _AMOUNT_RE.findall(text)}
+
+
+def db_amounts(db: DB) -> set[str]:
+    """Every amount the database supports: prices, order totals, payments, differences, balances."""
+    out: set[float] = set()
+    for p in db["products"].values():
+        out.update(v["price"] for v in p["variants"].values())
+    for o in db["orders"].values():
+        out.update(i["price"] for i in o["items"])
+        out.add(sum(i["price"] for i in o["items"]))
+        out.update(p["amount"] for p in o["payment_history"])
+        out.add(abs(o.get("exchange_price_difference", 0.0)))
+    for u in db["users"].values():
+        out.update(p["balance"] for p in u["payment_methods"].values() if "balance" in p)
+    return {f"{x:.2f}" for x in out}
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,7 +123,7 @@ class RetailEnv(MultiTurnEnv):
 
     @property
     def tool_schemas(self) -> list[dict[str, Any]]:
-        return list(TOOL_SCHEMAS)  # shared schema dicts: callers must not mutate them
+        return copy.deepcopy(TOOL_SCHEMAS)
 
     def reset(self, task: Task, seed: int = 0) -> list[Message]:
         self.task = task
@@ -108,6 +131,9 @@ class RetailEnv(MultiTurnEnv):
         self._user = ScriptedRetailUser() if isinstance(self.user, str) else copy.copy(self.user)
         first, _ = split_stop(self._user.reset(task, seed))
         self._remaining = list(task.gold_actions)
+        # amounts a correct agent may state: the initial data, the required outputs, the quoted differences
+        texts = " ".join(f"{i.get('describe', '')} {i.get('report', '')}" for i in task.data["intents"])
+        self._grounded = db_amounts(self.db) | amounts(texts) | set(task.required_outputs)
         self._auth_user: str | None = None
         self._confirmed = False
         self._replies: list[str] = []
@@ -143,8 +169,24 @@ class RetailEnv(MultiTurnEnv):
 
         Returns ``{"deviation": bool, "violation": str | None}`` as `step` would put in info.
         """
+        if getattr(self, "task", None) is None or not isinstance(action, Action):
+            return {"deviation": True, "violation": None}
+        if action.is_reply:
+            return self._judge_reply(action.content)
         deviation, violation, *_ = self._judge(action)
         return {"deviation": deviation, "violation": violation}
+
+    def _judge_reply(self, text: str) -> dict[str, Any]:
+        """A reply deviates when it states an amount nothing in the episode supports (a hallucination)."""
+        bad = amounts(text) - self._grounded
+        if bad:
+            bad -= db_amounts(self.db)  # amounts the episode's writes created (new payments, balances)
+        if bad:
+            return {
+                "deviation": True,
+                "violation": f"told the user an amount the data does not support ({', '.join(sorted(bad))})",
+            }
+        return {"deviation": False, "violation": None}
 
     def _judge(self, action: Action) -> tuple[bool, str | None, str, bool, DB | None, int | None]:
         """(deviation, violation, observation, ok, new db or None, index of matched gold action)."""
@@ -217,11 +259,10 @@ class RetailEnv(MultiTurnEnv):
         if action.is_reply:
             text = action.content
             self._replies.append(text)
+            info = self._judge_reply(text)
             reply, stop = split_stop(self._user.respond(text))
             self._confirmed = _YES_RE.search(reply.lower()) is not None
-            return StepResult(
-                [Message("user", content=reply)], 0.0, stop, {"deviation": False, "violation": None}
-            )
+            return StepResult([Message("user", content=reply)], 0.0, stop, info)
         deviation, violation, obs, ok, new_db, idx = self._judge(action)
         info: dict[str, Any] = {"deviation": deviation, "violation": violation}
         if not ok:
