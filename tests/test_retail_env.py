@@ -231,3 +231,19 @@ def test_user_simulator_instance_and_close(env):
     assert r.done and Recording.closed == 1
     f.close()
     assert Recording.closed == 1
+
+
+def test_llm_user_plays_the_customer():
+    from lightning_asym.backends.scripted import ScriptedBackend
+    from lightning_asym.envs.users import LLMUser
+
+    backend = ScriptedBackend(
+        responses=["Hi, I want to cancel an order.", "My email is a@b.c", "Bye ###STOP###"]
+    )
+    env = RetailEnv(num_test=2, user=LLMUser(backend))
+    e = env.fork()
+    msgs = e.reset(env.tasks("test")[0])
+    assert msgs[1].content == "Hi, I want to cancel an order."
+    assert e.step(Action.reply("What is your email?")).messages[0].content == "My email is a@b.c"
+    r = e.step(Action.reply("Thanks."))
+    assert r.done and r.messages[0].content == "Bye" and r.info["success"] is False
