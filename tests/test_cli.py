@@ -106,3 +106,17 @@ def test_cli_fit_trains_the_actor_and_resumes(tmp_path):
     resumed = _actor_weights(resumed_run / "checkpoints" / "epoch=0-step=2.ckpt")
     for k, v in trained.items():
         torch.testing.assert_close(resumed[k], v, rtol=0, atol=0, msg=f"resumed weights differ at {k}")
+
+
+def test_cli_test_retail_oracle_reports_pass_hat_k(tmp_path):
+    config = Path(__file__).parent.parent / "configs" / "retail" / "oracle.yaml"
+    run_cli("test", "--config", str(config), "--data.init_args.num_test_tasks", "6",
+            "--data.init_args.batch_size", "12", "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    (run,) = (tmp_path / "runs" / "retail_oracle").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    for k in range(1, 5):
+        assert 0.0 <= metrics[f"test/pass^{k}"] <= 1.0
+    # pass^k can only fall as k grows
+    assert metrics["test/pass^1"] >= metrics["test/pass^2"] >= metrics["test/pass^3"] >= metrics["test/pass^4"]
+    assert metrics["test/pass^1"] == metrics["test/success"]
+    assert len(read_jsonl(run / "trajectories" / "test.jsonl", Trajectory)) == 6 * 4

@@ -67,7 +67,7 @@ class MultiTurnEnv(ABC):
         """What only a privileged critic may see about `task` (the user's hidden goal...)."""
         return task.privileged
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook, not abstract)
         """Release per-episode resources (an LLM user's KV cache...); called when an episode ends."""
 
     def fork(self) -> MultiTurnEnv:
