@@ -227,6 +227,42 @@ def test_edited_history_reencodes_and_release(tok, llama) -> None:
     assert backend.complete([conv], None, GREEDY, keys=["k"])[0].prompt_ids == first.prompt_ids
 
 
+def test_shared_prompt_prefix_encoded_once(tok, llama) -> None:
+    system = Message("system", "You are a travel agent. " * 4)
+    convs = [[system, Message("user", f"I need help with trip {i}")] for i in range(3)]
+    shared = TransformersBackend(llama, tok)
+    plain = TransformersBackend(llama, tok, prefix_cache_size=0)
+    a = shared.complete(convs, None, GREEDY, keys=[0, 1, 2])
+    b = plain.complete(convs, None, GREEDY, keys=[0, 1, 2])
+    assert len(shared._prefixes) == 1 and not plain._prefixes
+    assert [c.completion_ids for c in a] == [c.completion_ids for c in b]
+    assert [c.prompt_ids for c in a] == [c.prompt_ids for c in b]
+    # A later episode with the same system prompt reuses the cached prefix.
+    late = [system, Message("user", "And one more trip")]
+    c1 = shared.complete([late], None, GREEDY, keys=["late"])[0]
+    c2 = plain.complete([late], None, GREEDY, keys=["late"])[0]
+    assert c1.completion_ids == c2.completion_ids
+    assert c1.logprobs == pytest.approx(c2.logprobs, abs=1e-4)
+
+
+def test_weight_update_drops_kv_but_keeps_token_history(tok) -> None:
+    model = tiny_causal_lm(tok, "llama", hidden_size=32, seed=7)
+    backend = TransformersBackend(model, tok)
+    conv = make_convs(1)
+    hist = run_episodes(backend, conv, turns=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    last = backend.complete(conv, TOOLS, GREEDY, keys=["ep0"], seeds=[0])[0]
+    assert len(last.prompt_ids) < 60  # still only the new tokens
+    ids = [i for comps in hist for i in comps[0].prompt_ids + comps[0].completion_ids] + last.prompt_ids
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([ids]), max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id
+        )
+    assert out[0, len(ids) :].tolist() == last.completion_ids
+
+
 def test_max_context_and_mode_restored(tok, llama) -> None:
     backend = TransformersBackend(llama, tok)
     conv = make_convs(1)[0]

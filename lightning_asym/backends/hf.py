@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,11 @@ from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.kv import (
     ConversationState,
     LayerKV,
+    build_cache,
     crop,
     extract_row,
     sample_next,
     seeded_generator,
-    stack_past,
 )
 from lightning_asym.backends.templates import (
     chatml_template,
@@ -112,6 +113,12 @@ class TransformersBackend(ChatBackend):
         strict_template: raise instead of falling back to ChatML if the template is not prefix-preserving.
         tool_role: "auto", "tool" or "user": how tool results are rendered (see `to_template_messages`);
             "auto" uses the tool role only if the template handles it explicitly.
+        prefix_cache_size: how many shared prompt prefixes (e.g. the system prompt common to new
+            episodes) to keep encoded, so new conversations skip them; 0 disables prefix sharing.
+
+    Caches hold keys/values of the weights that computed them: when any parameter changes in
+    place (an optimizer step, `load_state_dict`), the next call drops every KV cache and
+    re-encodes; token ids and `prompt_ids` are unaffected.
     """
 
     def __init__(
@@ -128,6 +135,7 @@ class TransformersBackend(ChatBackend):
         chat_template: str | None = None,
         strict_template: bool = False,
         tool_role: str = "auto",
+        prefix_cache_size: int = 4,
     ) -> None:
         if isinstance(model, str):
             model, tokenizer = load_model_and_tokenizer(
@@ -152,6 +160,9 @@ class TransformersBackend(ChatBackend):
         self.use_kv_cache = use_kv_cache
         self.max_context = max_context or self._position_limit()
         self._states: dict[Hashable, ConversationState] = {}
+        self.prefix_cache_size = prefix_cache_size
+        self._prefixes: OrderedDict[tuple[int, ...], LayerKV] = OrderedDict()
+        self._weights_version: tuple[int, ...] | None = None
         self._eos_ids = self._stop_token_ids()
         if not self._eos_ids:
             raise ValueError("the tokenizer has no eos token: cannot tell where a turn ends")
@@ -262,8 +273,19 @@ class TransformersBackend(ChatBackend):
             self._states.pop(k, None)
 
     def reset(self) -> None:
-        """Forget every conversation (e.g. after the weights changed)."""
+        """Forget every conversation and cached prefix."""
         self._states.clear()
+        self._prefixes.clear()
+
+    def _check_weights(self) -> None:
+        """Drop KV caches computed with other weights (in-place updates bump tensor versions)."""
+        version = tuple(p._version for p in self.model.parameters())
+        if self._weights_version is not None and version != self._weights_version:
+            log.debug("the model's weights changed; dropping KV caches")
+            self._prefixes.clear()
+            for st in self._states.values():
+                st.kv = None
+        self._weights_version = version
 
     def complete(
         self,
@@ -286,6 +308,7 @@ class TransformersBackend(ChatBackend):
         if n == 0:
             return []
         device = self.device
+        self._check_weights()
         states, suffixes, rows, prompts = [], [], [], []
         for conv, key, seed in zip(conversations, keys, seeds):
             text = self.render(conv, True, tools)
@@ -359,30 +382,67 @@ class TransformersBackend(ChatBackend):
 
     def _generate(self, rows: list[_Row], sampling: SamplingParams) -> None:
         """Decode all `rows` together, filling their ids, log-probs, finish reason and final KV cache."""
-        from transformers import DynamicCache
-
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                self._decode_loop(rows, sampling, DynamicCache)
+                if self.use_kv_cache and self.prefix_cache_size > 0:
+                    self._share_prefixes(rows)
+                self._decode_loop(rows, sampling)
         finally:
             self.model.train(was_training)
 
-    def _decode_loop(self, rows: list[_Row], sampling: SamplingParams, cache_cls: type) -> None:
+    def _share_prefixes(self, rows: list[_Row], min_len: int = 16) -> None:
+        """Give rows without a past the KV of a prompt prefix they share, encoding it only once.
+
+        New episodes usually start with the same system prompt; it is encoded once (or taken
+        from the prefix cache) instead of once per row. The tokens each row sees are unchanged.
+        """
+        fresh = [r for r in rows if r.past is None and len(r.feed) > min_len]
+        if not fresh:
+            return
+        for r in fresh:
+            for prefix in reversed(self._prefixes):
+                if len(prefix) < len(r.feed) and tuple(r.feed[: len(prefix)]) == prefix:
+                    self._prefixes.move_to_end(prefix)
+                    r.past, r.feed = self._prefixes[prefix], r.feed[len(prefix) :]
+                    break
+        fresh = [r for r in fresh if r.past is None]
+        if len(fresh) < 2:
+            return
+        n = min(len(r.feed) for r in fresh) - 1  # every row keeps one token to feed
+        first = fresh[0].feed
+        for r in fresh[1:]:
+            n = next((i for i in range(n) if r.feed[i] != first[i]), n)
+        if n < min_len:
+            return
+        prefix = tuple(first[:n])
+        cache, _ = build_cache([None], n)
+        ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
+        self._forward(ids, torch.ones_like(ids), torch.arange(n, device=self.device)[None], cache)
+        kv = extract_row([(lay.keys, lay.values) for lay in cache.layers], 0, [(0, n)])
+        self._prefixes[prefix] = kv
+        while len(self._prefixes) > self.prefix_cache_size:
+            self._prefixes.popitem(last=False)
+        for r in fresh:
+            r.past, r.feed = kv, r.feed[n:]
+
+    def _decode_loop(self, rows: list[_Row], sampling: SamplingParams) -> None:
         device = self.device
         b = len(rows)
-        layers, width = stack_past([r.past for r in rows])
         n_new = max(len(r.feed) for r in rows)
+        width = max((int(r.past[0][0].shape[1]) for r in rows if r.past), default=0)
+        cache, width = build_cache([r.past for r in rows], width + n_new + max(r.max_new for r in rows))
         mask = torch.zeros((b, width + n_new), dtype=torch.long, device=device)
         ids = torch.full((b, n_new), self._pad_id, dtype=torch.long, device=device)
+        spans: list[tuple[tuple[int, int], int]] = []  # per row: its past's columns, first new column
         for i, r in enumerate(rows):
             past_len = 0 if not r.past else int(r.past[0][0].shape[1])
+            spans.append(((width - past_len, width), width + n_new - len(r.feed)))
             mask[i, width - past_len : width] = 1
             mask[i, width + n_new - len(r.feed) :] = 1
             ids[i, n_new - len(r.feed) :] = torch.tensor(r.feed, dtype=torch.long)
         pos_all = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = cache_cls(ddp_cache_data=layers) if layers is not None else cache_cls()
         logits = self._forward(ids, mask, pos_all[:, width:], cache)
         next_pos = pos_all[:, -1] + 1
         active = list(range(b))
@@ -404,7 +464,11 @@ class TransformersBackend(ChatBackend):
                 else:
                     keep.append(j)
                     continue
-                row.kv = extract_row([(lay.keys, lay.values) for lay in cache.layers], j, mask[j])
+                past_span, start = spans[r]
+                end = mask.shape[1]
+                row.kv = extract_row(
+                    [(lay.keys, lay.values) for lay in cache.layers], j, [past_span, (start, end)]
+                )
             if not keep:
                 return
             if len(keep) < len(active):

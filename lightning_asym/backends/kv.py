@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from lightning_asym.backends.base import SamplingParams
 
@@ -45,29 +48,103 @@ def crop(kv: LayerKV, n: int) -> LayerKV:
     return [(k[:, : k.shape[1] - n], v[:, : v.shape[1] - n]) for k, v in kv]
 
 
-def stack_past(pasts: Sequence[LayerKV | None]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]] | None, int]:
-    """Left-pad per-row caches into batched `[B, heads, P, head_dim]` tensors; returns them and P."""
+class BufferedLayer(DynamicLayer):
+    """A `DynamicLayer` that writes into a preallocated buffer.
+
+    `DynamicLayer` concatenates the whole cache with each new token, which on CPU costs more
+    than the matmuls of a small model; here each step copies only the new positions.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        b, h, _, d = key_states.shape
+        self._k = key_states.new_zeros((b, h, self.capacity, d))
+        self._v = value_states.new_zeros((b, value_states.shape[1], self.capacity, value_states.shape[3]))
+        self.device, self.dtype = key_states.device, key_states.dtype
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        assert self._k is not None and self._v is not None
+        end = self.length + key_states.shape[-2]
+        if end > self._k.shape[-2]:
+            grow = max(end, 2 * self._k.shape[-2]) - self._k.shape[-2]
+            self._k = torch.nn.functional.pad(self._k, (0, 0, 0, grow))
+            self._v = torch.nn.functional.pad(self._v, (0, 0, 0, grow))
+        self._k[:, :, self.length : end] = key_states
+        self._v[:, :, self.length : end] = value_states
+        self.length = end
+        self._views()
+        return self.keys, self.values  # type: ignore[return-value]
+
+    def _views(self) -> None:
+        assert self._k is not None and self._v is not None
+        self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._k, self._v = self._k[indices], self._v[indices]  # type: ignore[index]
+            self._views()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("BufferedLayer does not crop")
+
+
+def build_cache(pasts: Sequence[LayerKV | None], capacity: int) -> tuple[DynamicCache, int]:
+    """A batched cache holding each row's past, left-padded to the longest (width P); returns it and P.
+
+    `capacity` is the total length the call may reach (P + new tokens + max new tokens).
+    """
     lengths = [0 if not p else int(p[0][0].shape[1]) for p in pasts]
     width = max(lengths, default=0)
-    if width == 0:
-        return None, 0
-    ref = next(p for p in pasts if p)
-    out = []
+    ref = next((p for p in pasts if p), None)
+    cache = DynamicCache()
+    # Layers without a past are created on first use, as DynamicCache does with DynamicLayer.
+    cache.layer_class_to_replicate = partial(BufferedLayer, capacity)  # type: ignore[assignment]
+    if ref is None:
+        return cache, 0
+    layers = []
     for layer, (k0, v0) in enumerate(ref):
-        k = k0.new_zeros((len(pasts), k0.shape[0], width, k0.shape[2]))
-        v = v0.new_zeros((len(pasts), v0.shape[0], width, v0.shape[2]))
+        buf = BufferedLayer(capacity)
+        b = len(pasts)
+        buf.lazy_initialization(
+            k0.new_empty((b, k0.shape[0], 0, k0.shape[2])), v0.new_empty((b, v0.shape[0], 0, v0.shape[2]))
+        )
         for i, p in enumerate(pasts):
             if lengths[i]:
-                k[i, :, width - lengths[i] :] = p[layer][0]  # type: ignore[index]
-                v[i, :, width - lengths[i] :] = p[layer][1]  # type: ignore[index]
-        out.append((k, v))
-    return out, width
+                buf._k[i, :, width - lengths[i] : width] = p[layer][0]  # type: ignore[index]
+                buf._v[i, :, width - lengths[i] : width] = p[layer][1]  # type: ignore[index]
+        buf.length = width
+        buf._views()
+        layers.append(buf)
+    cache.layers = layers
+    return cache, width
 
 
-def extract_row(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], row: int, mask: torch.Tensor) -> LayerKV:
-    """The real (unmasked) positions of one row of a batched cache, as a per-conversation cache."""
-    keep = mask.bool()
-    return [(k[row][:, keep].clone(), v[row][:, keep].clone()) for k, v in layers]
+def extract_row(
+    layers: Sequence[tuple[torch.Tensor, torch.Tensor]], row: int, spans: Sequence[tuple[int, int]]
+) -> LayerKV:
+    """Positions `spans` (`[start, end)` ranges: the real ones) of one row of a batched cache, copied."""
+    spans = [(a, b) for a, b in spans if b > a]
+    return [
+        (
+            torch.cat([k[row, :, a:b] for a, b in spans], dim=1),
+            torch.cat([v[row, :, a:b] for a, b in spans], dim=1),
+        )
+        for k, v in layers
+    ]
 
 
 def seeded_generator(seed: int, call: int, device: torch.device) -> torch.Generator:
