@@ -1,0 +1,80 @@
+"""`lightning_asym.rl` masked statistics against their loop references, hand-computed cases and padding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lightning_asym.rl import (
+    explained_variance,
+    explained_variance_reference,
+    masked_mean,
+    masked_mean_reference,
+    masked_whiten,
+    masked_whiten_reference,
+)
+
+F64 = torch.float64
+TIGHT = {"rtol": 1e-10, "atol": 1e-10}
+
+
+def lengths_to_mask(lengths: list[int], T: int) -> torch.Tensor:
+    return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def with_garbage(x: torch.Tensor, mask: torch.Tensor, value: float = float("nan")) -> torch.Tensor:
+    """Overwrite the padded entries of `x` (where `mask` is 0) with `value`."""
+    m = mask.bool()
+    while m.dim() < x.dim():
+        m = m.unsqueeze(-1)
+    return torch.where(m, x, torch.full_like(x, value))
+
+
+# ------------------------------------------------------------------ masked statistics
+
+
+def test_masked_mean_whiten_explained_variance() -> None:
+    g = torch.Generator().manual_seed(13)
+    x = 5 + 3 * torch.randn(4, 6, generator=g, dtype=F64)
+    y = torch.randn(4, 6, generator=g, dtype=F64)
+    mask = lengths_to_mask([6, 1, 0, 3], 6)
+    torch.testing.assert_close(masked_mean(x, mask), masked_mean_reference(x, mask), **TIGHT)
+    per_row = masked_mean(x, mask, dim=-1)
+    torch.testing.assert_close(per_row[:2], torch.stack([x[0].mean(), x[1, 0]]), **TIGHT)
+    assert per_row[2] == 0
+    for shift_mean in (True, False):
+        out = masked_whiten(x, mask, shift_mean=shift_mean)
+        torch.testing.assert_close(out, masked_whiten_reference(x, mask, shift_mean=shift_mean), **TIGHT)
+        torch.testing.assert_close(
+            masked_whiten(with_garbage(x, mask, float("nan")), mask, shift_mean=shift_mean), out, **TIGHT
+        )
+        assert out[~mask].eq(0).all()
+    white = masked_whiten(x, mask)[mask]
+    assert white.mean().abs() < 1e-12 and white.std().item() == pytest.approx(1.0, abs=1e-6)
+    kept = masked_whiten(x, mask, shift_mean=False)[mask]
+    assert kept.mean().item() == pytest.approx(x[mask].mean().item())
+    torch.testing.assert_close(
+        explained_variance(y, x, mask), explained_variance_reference(y, x, mask), **TIGHT
+    )
+    torch.testing.assert_close(
+        explained_variance(with_garbage(y, mask), with_garbage(x, mask), mask), explained_variance(y, x, mask)
+    )
+    assert explained_variance(x, x, mask) == 1.0
+    constant = torch.full_like(x, x[mask].mean().item())
+    assert explained_variance(constant, x, mask).item() == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(explained_variance(y, torch.ones_like(x), mask).item())
+    assert math.isnan(explained_variance_reference(y, torch.ones_like(x), mask).item())
+    # Whitening one valid entry centres it instead of dividing by zero.
+    single = lengths_to_mask([1], 3)
+    assert masked_whiten(torch.tensor([[4.0, 1.0, 2.0]]), single).eq(0).all()
+
+
+def test_masked_statistics_errors() -> None:
+    with pytest.raises(ValueError, match="mask"):
+        masked_mean(torch.zeros(2, 3), torch.ones(3, 2))
+    with pytest.raises(ValueError, match="mask"):
+        masked_whiten(torch.zeros(2, 3), torch.ones(2))
+    with pytest.raises(ValueError, match="returns"):
+        explained_variance(torch.zeros(2, 3), torch.zeros(2, 2), torch.ones(2, 3))
