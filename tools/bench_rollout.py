@@ -1,0 +1,217 @@
+"""Multi-turn rollout throughput: `RolloutEngine` + `TransformersBackend` against a naive loop.
+
+The naive loop plays each episode alone and, every turn, re-renders and re-tokenizes the whole
+conversation and calls HF `model.generate` on it (greedy, batch of one). The engine plays all
+episodes in lock-step: one forward per decoding step for every live episode, and each
+episode's KV cache kept across turns. Same model, same prompt text, same episodes
+(`PreferencesEnv` test tasks, scripted user), greedy decoding.
+
+    python tools/bench_rollout.py [--model tiny|smollm2|DIR] [--episodes 8] [--turns 6] [--max-new-tokens 32]
+
+The last line of output is one JSON object: engine_tok_s, naive_tok_s, speedup, and the
+wall time of each turn index for both (time to move every episode one turn forward). On a
+shared machine wall time is noisy; `speedup_cpu_time` compares process CPU time instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
+from lightning_asym.backends.hf import TransformersBackend
+from lightning_asym.backends.toolcalls import parse_action
+from lightning_asym.types import Message, Task
+
+
+class NaiveGenerate(ChatBackend):
+    """One conversation at a time: render, tokenize everything, `model.generate`."""
+
+    def __init__(self, model: Any, tokenizer: Any, render: Callable[..., str], eos_ids: list[int]) -> None:
+        self.model, self.tokenizer, self.render, self.eos_ids = model, tokenizer, render, eos_ids
+
+    def complete(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        tools: list[dict[str, Any]] | None = None,
+        sampling: SamplingParams | None = None,
+        *,
+        keys: Sequence[Hashable] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        assert sampling is not None and sampling.greedy
+        out = []
+        for conv in conversations:
+            ids = self.tokenizer(
+                self.render(conv, True, tools), add_special_tokens=False, return_tensors="pt"
+            )
+            with torch.no_grad():
+                gen = self.model.generate(
+                    ids["input_ids"],
+                    attention_mask=ids["attention_mask"],
+                    max_new_tokens=sampling.max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=self.eos_ids,
+                    pad_token_id=self.eos_ids[0],
+                )
+            new = gen[0, ids["input_ids"].shape[1] :].tolist()
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            action, err = parse_action(text)
+            out.append(
+                Completion(
+                    text=text,
+                    action=action,
+                    parse_error=err,
+                    completion_ids=new,
+                    num_prompt_tokens=int(ids["input_ids"].shape[1]),
+                    num_completion_tokens=len(new),
+                )
+            )
+        return out
+
+
+class Timed(ChatBackend):
+    """Delegates to `inner`, recording wall time and generated tokens per turn index."""
+
+    def __init__(self, inner: ChatBackend) -> None:
+        self.inner = inner
+        self.seconds: dict[int, float] = defaultdict(float)
+        self.cpu_seconds: dict[int, float] = defaultdict(float)
+        self.tokens: dict[int, int] = defaultdict(int)
+        self.prompt_tokens: dict[int, int] = defaultdict(int)
+
+    def complete(self, conversations, tools=None, sampling=None, *, keys=None, seeds=None):  # noqa: ANN001, ANN201
+        turn = sum(m.role == "assistant" for m in conversations[0])
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = self.inner.complete(conversations, tools, sampling, keys=keys, seeds=seeds)
+        self.seconds[turn] += time.perf_counter() - t0
+        self.cpu_seconds[turn] += time.process_time() - c0
+        self.tokens[turn] += sum(c.num_completion_tokens for c in out)
+        self.prompt_tokens[turn] += sum(c.num_prompt_tokens for c in out)
+        return out
+
+    def start(self, key: Hashable, task: Task) -> None:
+        self.inner.start(key, task)
+
+    def release(self, keys: Sequence[Hashable]) -> None:
+        self.inner.release(keys)
+
+    def summary(self) -> tuple[float, int, float]:
+        return sum(self.seconds.values()), sum(self.tokens.values()), sum(self.cpu_seconds.values())
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--model", default="tiny", help='"tiny" (random tiny Llama), "smollm2" or a local directory'
+    )
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--turns", type=int, default=6)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (0: torch's default). 1 by default: on a shared CPU, OpenMP threads spin-wait "
+        "for each other and timings become erratic",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-naive", action="store_true", help="time only the engine")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from lightning_asym.envs.preferences import PreferencesEnv
+    from lightning_asym.rollout.engine import RolloutEngine
+
+    t0 = time.perf_counter()
+    tiny = (
+        {"arch": "llama", "hidden_size": 64, "num_layers": 2, "num_heads": 4}
+        if args.model == "tiny"
+        else None
+    )
+    backend = TransformersBackend(args.model, tiny=tiny)
+    load_s = time.perf_counter() - t0
+    sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
+    env = PreferencesEnv(
+        seed=args.seed, max_turns=args.turns, num_train=0, num_validation=0, num_test=args.episodes
+    )
+    tasks = env.tasks("test")[: args.episodes]
+    engine = RolloutEngine(env, max_turns=args.turns, sampling=sampling, seed=args.seed)
+    naive = NaiveGenerate(backend.model, backend.tokenizer, backend.render, backend._eos_ids)
+
+    # Warm-up: first-call costs (allocator, kernels) should not count for either side.
+    warm = [Message("user", "Hello!")]
+    backend.complete([warm], None, SamplingParams(max_new_tokens=2, temperature=0))
+    naive.complete([warm], None, SamplingParams(max_new_tokens=2, temperature=0))
+
+    timed_engine = Timed(backend)
+    trajs = engine.collect(tasks, timed_engine)
+    eng_s, eng_tok, eng_cpu = timed_engine.summary()
+
+    timed_naive = Timed(naive)
+    naive_trajs = []
+    if not args.skip_naive:
+        for task in tasks:  # each episode alone
+            naive_trajs += engine.collect([task], timed_naive)
+    naive_s, naive_tok, naive_cpu = timed_naive.summary()
+
+    turns = sorted(timed_engine.seconds)
+    result = {
+        "model": args.model,
+        "episodes": len(tasks),
+        "turns": args.turns,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": torch.get_num_threads(),
+        "load_s": round(load_s, 2),
+        "engine_s": round(eng_s, 3),
+        "engine_tokens": eng_tok,
+        "engine_tok_s": round(eng_tok / eng_s, 2),
+        "naive_s": round(naive_s, 3),
+        "naive_tokens": naive_tok,
+        "naive_tok_s": round(naive_tok / naive_s, 2) if naive_s else None,
+        "speedup": round((eng_tok / eng_s) / (naive_tok / naive_s), 2) if naive_s and naive_tok else None,
+        "engine_cpu_s": round(eng_cpu, 3),
+        "naive_cpu_s": round(naive_cpu, 3),
+        "speedup_cpu_time": round((eng_tok / eng_cpu) / (naive_tok / naive_cpu), 2)
+        if naive_cpu and naive_tok
+        else None,
+        "engine_turn_s": [round(timed_engine.seconds[t], 3) for t in turns],
+        "naive_turn_s": [round(timed_naive.seconds[t], 3) for t in sorted(timed_naive.seconds)],
+        "engine_turn_tokens": [timed_engine.tokens[t] for t in turns],
+        "naive_turn_tokens": [timed_naive.tokens[t] for t in sorted(timed_naive.tokens)],
+        "engine_turn_prompt_tokens": [timed_engine.prompt_tokens[t] for t in turns],
+        "engine_episode_turns": [t.num_turns for t in trajs],
+        "naive_episode_turns": [t.num_turns for t in naive_trajs],
+    }
+    print(
+        f"model {args.model}: {len(tasks)} episodes x {args.turns} turns, max_new_tokens {args.max_new_tokens}"
+    )
+    print(f"{'turn':>4} {'engine s':>9} {'tokens':>7} {'naive s':>9} {'tokens':>7}")
+    for t in turns:
+        ns = timed_naive.seconds.get(t, 0.0)
+        print(
+            f"{t:>4} {timed_engine.seconds[t]:>9.3f} {timed_engine.tokens[t]:>7} {ns:>9.3f} {timed_naive.tokens.get(t, 0):>7}"
+        )
+    print(
+        f"engine {result['engine_tok_s']} tok/s, naive {result['naive_tok_s']} tok/s, speedup {result['speedup']}x"
+    )
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
