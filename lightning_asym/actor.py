@@ -57,7 +57,8 @@ class ActorModule(LightningModule):
     Args:
         model: `"tiny"`, `"smollm2"`, or a local transformers directory (see `TransformersBackend`).
         tokenizer: tokenizer directory (default: the model's).
-        tiny: options of `lightning_asym.backends.tiny.build_tiny` for `model: tiny`.
+        tiny: options of `lightning_asym.backends.tiny.build_tiny` for `model: tiny`; with
+            `tokenizer: bpe` and `corpus: env`, the tokenizer is trained on the data module's env.
         sampling: sampling for rollouts.
         kl_coef: weight of the KL penalty to a frozen copy of the initial weights (0 = no copy kept).
         kl_estimator: `k1`, `k2` or `k3` (see `rl.kl_penalty`).
@@ -79,16 +80,58 @@ class ActorModule(LightningModule):
         dtype: str | None = None,
     ) -> None:
         super().__init__()
+        self.kl_coef, self.kl_estimator, self.entropy_coef = kl_coef, kl_estimator, entropy_coef
+        self._spec = dict(
+            model=model, tokenizer=tokenizer, sampling=sampling, max_context=max_context, dtype=dtype
+        )
+        # `tiny: {tokenizer: bpe, corpus: env}` trains the tokenizer on the env's texts in adapt_to_env()
+        self._tiny = dict(tiny or {})
+        self._corpus_from_env = self._tiny.get("corpus") == "env"
+        self._build({k: v for k, v in self._tiny.items() if k != "corpus"} if self._corpus_from_env else tiny)
+
+    def _build(self, tiny: dict[str, Any] | None) -> None:
+        spec = self._spec
         self.backend = TransformersBackend(
-            model, tokenizer, tiny=tiny, sampling=sampling, max_context=max_context, dtype=dtype
+            spec["model"],
+            spec["tokenizer"],
+            tiny=tiny,
+            sampling=spec["sampling"],
+            max_context=spec["max_context"],
+            dtype=spec["dtype"],
         )
         self.model = self.backend.model
         self.tokenizer = self.backend.tokenizer
-        self.kl_coef, self.kl_estimator, self.entropy_coef = kl_coef, kl_estimator, entropy_coef
         self.reference = None
-        if kl_coef > 0:
+        if self.kl_coef > 0:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def adapt_to_env(self, env: Any) -> None:
+        """Rebuild a tiny model whose BPE tokenizer is trained on `env.corpus()` (`tiny.corpus: env`)."""
+        if self._corpus_from_env and not getattr(self, "_adapted", False):
+            self._build({**self._tiny, "corpus": env.corpus()})
+            self._adapted = True  # once: a later stage must keep the trained weights
+
+    def teacher_force(self, traj: Trajectory, tools: list[dict[str, Any]] | None) -> None:
+        """Fill `prompt_ids`/`completion_ids` of a trajectory another agent played (a scripted
+        demonstrator), exactly as if this actor had generated its assistant messages."""
+        render, encode, tok = self.backend.render, self.backend._encode, self.tokenizer
+        eos = tok.eos_token_id
+        seen = ""
+        bounds = traj.state_boundaries()
+        for turn, j in zip(traj.turns, bounds):
+            prompt = render(traj.messages[:j], True, tools)
+            if not prompt.startswith(seen):
+                raise ValueError(
+                    f"trajectory {traj.task_id}: the chat template is not prefix-preserving at turn "
+                    f"{turn.index}; cannot rebuild its tokens"
+                )
+            turn.prompt_ids = encode(prompt[len(seen) :])
+            turn.completion_ids = encode(traj.messages[j].content or "") + [eos]
+            turn.logprobs = []
+            seen = prompt + tok.decode(
+                turn.completion_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
+            )
 
     def tokens(self, trajs: Sequence[Trajectory]) -> TokenBatch:
         """Rebuild each episode's token sequence from its turns (see `TokenBatch`)."""

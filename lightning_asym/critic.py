@@ -32,20 +32,6 @@ def render_message(m: Message) -> str:
     return f"{m.role}: {text}\n"
 
 
-def state_boundaries(traj: Trajectory) -> list[int]:
-    """Message counts that end the states s_0..s_T of `traj` (T = number of turns).
-
-    s_t holds the opening messages and turns 0..t-1 with their observations.
-    """
-    n_open = len(traj.messages) - sum(1 + len(t.observation) for t in traj.turns)
-    if n_open < 0:
-        raise ValueError(f"trajectory {traj.task_id}: its turns hold more messages than the conversation")
-    bounds = [n_open]
-    for t in traj.turns:
-        bounds.append(bounds[-1] + 1 + len(t.observation))
-    return bounds
-
-
 def _hidden_size(config: Any) -> int:
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     for name in ("hidden_size", "n_embd", "d_model", "dim"):
@@ -82,7 +68,8 @@ class CriticModule(LightningModule):
     Args:
         model: `"tiny"` (random, built from `tiny`), `"smollm2"`, or a local model directory.
         tokenizer: tokenizer directory (default: the model's).
-        tiny: options of `lightning_asym.backends.tiny.build_tiny` (arch, tokenizer, sizes...).
+        tiny: options of `lightning_asym.backends.tiny.build_tiny` (arch, tokenizer, sizes...);
+            `corpus: env` trains a BPE tokenizer on the data module's env (see `adapt_to_env`).
         privileged: prepend the task's privileged information to the critic's view.
         max_length: longest critic input; longer conversations keep their latest tokens.
         include_system: keep the system message (the policy) in the critic's view.
@@ -100,15 +87,28 @@ class CriticModule(LightningModule):
         dtype: str = "float32",
     ) -> None:
         super().__init__()
-        self.backbone, self.tokenizer = load_backbone(model, tokenizer, tiny, getattr(torch, dtype))
-        self.value_head = nn.Linear(_hidden_size(self.backbone.config), 1)
-        nn.init.normal_(self.value_head.weight, std=1e-3)
-        nn.init.zeros_(self.value_head.bias)
         self.privileged = privileged
         self.max_length = max_length
         self.include_system = include_system
+        self._spec = (model, tokenizer, getattr(torch, dtype))
+        self._tiny = dict(tiny or {})
+        self._corpus_from_env = self._tiny.get("corpus") == "env"
+        self._build({k: v for k, v in self._tiny.items() if k != "corpus"} if self._corpus_from_env else tiny)
+
+    def _build(self, tiny: dict[str, Any] | None) -> None:
+        model, tokenizer, dtype = self._spec
+        self.backbone, self.tokenizer = load_backbone(model, tokenizer, tiny, dtype)
+        self.value_head = nn.Linear(_hidden_size(self.backbone.config), 1)
+        nn.init.normal_(self.value_head.weight, std=1e-3)
+        nn.init.zeros_(self.value_head.bias)
         self.causal = _is_causal(self.backbone)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def adapt_to_env(self, env: Any) -> None:
+        """Rebuild a tiny critic whose BPE tokenizer is trained on `env.corpus()` (`tiny.corpus: env`)."""
+        if self._corpus_from_env and not getattr(self, "_adapted", False):
+            self._build({**self._tiny, "corpus": env.corpus()})
+            self._adapted = True  # once: a later stage must keep the trained weights
 
     # ------------------------------------------------------------------ text view
     def view(self, traj: Trajectory, privileged: str = "") -> tuple[list[int], list[int]]:
@@ -121,7 +121,7 @@ class CriticModule(LightningModule):
         )
         ids: list[int] = list(header)
         ends: list[int] = []
-        bounds = state_boundaries(traj)
+        bounds = traj.state_boundaries()
         for i, m in enumerate(traj.messages):
             if m.role != "system" or self.include_system:
                 ids.extend(enc(render_message(m), add_special_tokens=False)["input_ids"])

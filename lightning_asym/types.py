@@ -196,6 +196,20 @@ class Trajectory:
     def turn_rewards(self) -> list[float]:
         return [t.reward for t in self.turns]
 
+    def state_boundaries(self) -> list[int]:
+        """Message counts that end the states s_0..s_T (T = number of turns).
+
+        s_t holds the opening messages and turns 0..t-1 with their observations, so turn t's
+        assistant message is `messages[bounds[t]]`.
+        """
+        n_open = len(self.messages) - sum(1 + len(t.observation) for t in self.turns)
+        if n_open < 0:
+            raise ValueError(f"trajectory {self.task_id}: its turns hold more messages than the conversation")
+        bounds = [n_open]
+        for t in self.turns:
+            bounds.append(bounds[-1] + 1 + len(t.observation))
+        return bounds
+
 
 # --------------------------------------------------------------------------- serialization
 

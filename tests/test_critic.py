@@ -7,7 +7,7 @@ import torch
 from toy_env import GuessEnv, guess_policy
 
 from lightning_asym.backends import ScriptedBackend
-from lightning_asym.critic import CriticModule, state_boundaries
+from lightning_asym.critic import CriticModule
 from lightning_asym.rollout import RolloutEngine
 
 
@@ -20,7 +20,7 @@ def trajs():
 def test_state_boundaries(trajs):
     t = trajs[0]
     # system + user open; each turn adds the assistant message and its observations
-    assert state_boundaries(t) == [2, 4, 6]
+    assert t.state_boundaries() == [2, 4, 6]
 
 
 def test_view_ends_at_each_state(trajs):

@@ -70,6 +70,29 @@ class MultiTurnEnv(ABC):
     def close(self) -> None:  # noqa: B027  (an optional hook, not abstract)
         """Release per-episode resources (an LLM user's KV cache...); called when an episode ends."""
 
+    def corpus(self, num_tasks: int = 200) -> list[str]:
+        """Typical texts of this domain, to train a small model's tokenizer on.
+
+        The default plays the gold actions of the first train tasks and keeps every message,
+        the actions as the agent would write them, and the tool descriptions.
+        """
+        from lightning_asym.backends.toolcalls import format_action, tools_prompt
+
+        tools = tools_prompt(self.tool_schemas)
+        texts = []
+        for i, task in enumerate(self.tasks("train")[:num_tasks]):
+            env = self.fork()
+            # the tool descriptions ride along every episode's system message, as the model reads them
+            texts += [tools] + [m.content or "" for m in env.reset(task, seed=i)]
+            for action in task.gold_actions:
+                texts.append(format_action(action))
+                result = env.step(action)
+                texts += [m.content or "" for m in result.messages]
+                if result.done:
+                    break
+            env.close()
+        return [t for t in texts if t]
+
     def fork(self) -> MultiTurnEnv:
         """A fresh env for one episode that shares configuration and task caches."""
         return copy.copy(self)

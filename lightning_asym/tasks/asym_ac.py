@@ -10,6 +10,11 @@ the current weights at that moment), then:
    entropy bonus, optional KL to the initial weights) and the critic (clipped value loss),
    each with its own optimiser and learning rate.
 
+With `warmup_steps: N` and a `demonstrator` (a scripted policy), the first N steps clone the
+demonstrator instead (log-likelihood of its actions in the actor's own tokens), and the
+critic fits the demonstrator's returns: a tiny random actor learns the action format there,
+and PPO takes over from it.
+
 With `advantage: grpo` or `rloo` the critic is not used: the baseline is the mean reward of
 the other episodes of the same task in the batch (set the data module's `group_size`).
 """
@@ -28,6 +33,7 @@ from torchmetrics import MeanMetric
 
 from lightning_asym import rl
 from lightning_asym.actor import ActorModule
+from lightning_asym.backends.scripted import ScriptedBackend, ScriptedPolicy
 from lightning_asym.critic import CriticModule
 from lightning_asym.types import Trajectory
 
@@ -49,6 +55,8 @@ class AsymmetricActorCritic(LightningModule):
         max_grad_norm: gradient clipping per model (0 = none).
         whiten_advantages: normalise advantages over the batch's generated tokens.
         seed: seeds the minibatch order (with the step number).
+        demonstrator: a scripted policy to clone during the first `warmup_steps` steps.
+        warmup_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
     """
 
     def __init__(
@@ -68,6 +76,8 @@ class AsymmetricActorCritic(LightningModule):
         max_grad_norm: float = 1.0,
         whiten_advantages: bool = True,
         seed: int = 0,
+        demonstrator: ScriptedPolicy | None = None,
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         if advantage not in ADVANTAGES:
@@ -83,10 +93,24 @@ class AsymmetricActorCritic(LightningModule):
         self.ppo_epochs, self.minibatch_size = ppo_epochs, minibatch_size
         self.actor_lr, self.critic_lr, self.weight_decay = actor_lr, critic_lr, weight_decay
         self.max_grad_norm, self.whiten_advantages, self.seed = max_grad_norm, whiten_advantages, seed
+        if warmup_steps and demonstrator is None:
+            raise ValueError("model.warmup_steps needs model.demonstrator (a scripted policy to clone)")
+        self.warmup_steps = warmup_steps
+        self._demo = ScriptedBackend(policy=demonstrator) if demonstrator is not None else None
+        self._collecting_train = False  # True only while the train batch is generated
         self.automatic_optimization = False
         self.val_success, self.val_reward = MeanMetric(), MeanMetric()
 
     # ------------------------------------------------------------------ wiring
+    def setup(self, stage: str) -> None:
+        # tiny models may train their tokenizer on the env's texts; done before optimisers
+        # are built and before a checkpoint is restored
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "env"):
+            self.actor.adapt_to_env(dm.env)
+            if self.critic is not None:
+                self.critic.adapt_to_env(dm.env)
+
     def on_fit_start(self) -> None:
         if "16-mixed" == str(self.trainer.precision):
             raise ValueError(
@@ -95,6 +119,8 @@ class AsymmetricActorCritic(LightningModule):
             )
 
     def rollout_policy(self) -> tuple[Any, None]:
+        if self._collecting_train and self.global_step < self.warmup_steps:
+            return self._demo, None
         return self.actor.backend, None
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -114,8 +140,14 @@ class AsymmetricActorCritic(LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, dataloader_iter: Iterator) -> None:
         t0 = time.perf_counter()
-        trajs, _, _ = next(dataloader_iter)
+        self._collecting_train = True
+        try:
+            trajs, _, _ = next(dataloader_iter)
+        finally:
+            self._collecting_train = False
         rollout_s = time.perf_counter() - t0
+        if self.global_step < self.warmup_steps:
+            return self._clone_step(trajs, rollout_s)
         tokens = self.actor.tokens(trajs)
         with torch.no_grad():
             old_logprobs, _ = self.actor.token_logprobs(tokens)
@@ -161,6 +193,36 @@ class AsymmetricActorCritic(LightningModule):
             for k, v in s.items():
                 stats.setdefault(k, []).append(v.detach().float())
         self._log_train(trajs, tokens, stats, returns, old_values, turn_mask, rollout_s)
+
+    def _clone_step(self, trajs: list[Trajectory], rollout_s: float) -> None:
+        """One behaviour-cloning update on the demonstrator's episodes (and a critic fit)."""
+        tools = self.trainer.datamodule.env.tool_schemas
+        for t in trajs:
+            self.actor.teacher_force(t, tools)
+        tokens = self.actor.tokens(trajs)
+        logprobs, _ = self.actor.token_logprobs(tokens)
+        loss = -rl.masked_mean(logprobs, tokens.gen_mask.float())
+        stats = {"bc_loss": loss.detach()}
+        if self.critic is not None:
+            with torch.no_grad():
+                _, returns, old_values, mask = self._advantages(trajs)
+            vloss, vs = self._value_loss(trajs, old_values, returns, mask)
+            loss = loss + vloss
+            stats.update(vs)
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        for opt in opts:
+            opt.zero_grad()
+        self.manual_backward(loss)
+        for k, opt in enumerate(opts):
+            if self.max_grad_norm > 0:
+                self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+            opt.step() if k == 0 else opt.optimizer.step()
+        log = {f"train/{k}": v for k, v in stats.items()}
+        n = len(trajs)
+        log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
+        log["train/success"] = torch.tensor(sum(t.success for t in trajs) / n)
+        self.log_dict(log, on_step=True, on_epoch=False, batch_size=n)
 
     def _advantages(self, trajs: list[Trajectory]) -> tuple[torch.Tensor, ...]:
         """Turn advantages, returns, old values and the turn mask, all `[B, T]`."""

@@ -143,6 +143,31 @@ class PreferencesEnv(MultiTurnEnv):
             result = self._finish(ep, result, "max_turns")
         return result
 
+    def corpus(self, num_tasks: int = 200) -> list[str]:
+        """The default corpus plus expert episodes, so the user's hints and questions are in it."""
+        import random
+
+        from lightning_asym.backends.toolcalls import parse_action
+        from lightning_asym.envs.preferences.policies import ExpertPolicy
+
+        texts = super().corpus(num_tasks)
+        expert = ExpertPolicy()
+        for i, task in enumerate(self.tasks("train")[:num_tasks]):
+            env = self.fork()
+            messages = env.reset(task, seed=i)
+            for turn in range(self.max_turns):
+                text = expert(messages, None, random.Random(i * 1000 + turn))
+                action, _ = parse_action(text)
+                if action is None:
+                    break
+                result = env.step(action)
+                messages = [*messages, action.to_message(text=text), *result.messages]
+                texts += [text, *(m.content or "" for m in result.messages)]
+                if result.done:
+                    break
+            env.close()
+        return [t for t in texts if t]
+
     def close(self) -> None:
         """Let the episode's user drop backend state (an `LLMUser`'s KV cache); idempotent."""
         close = getattr(self._episode.user, "close", None) if self._episode is not None else None
