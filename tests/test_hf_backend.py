@@ -245,6 +245,16 @@ def test_shared_prompt_prefix_encoded_once(tok, llama) -> None:
     assert c1.logprobs == pytest.approx(c2.logprobs, abs=1e-4)
 
 
+def test_tools_first_shares_the_tools_prefix(tok, llama) -> None:
+    convs = [[Message("system", f"Policy number {i}."), Message("user", "hello")] for i in range(3)]
+    backend = TransformersBackend(llama, tok, tools_first=True)
+    assert backend.render(convs[0], tools=TOOLS).startswith("<|im_start|>system\n# Tools")
+    assert "</tool_call>\nAnything else" in backend.render(convs[0], tools=TOOLS)
+    backend.complete(convs, TOOLS, GREEDY, keys=[0, 1, 2])
+    (prefix,) = backend._prefixes
+    assert len(prefix) > len(tok("<|im_start|>system\n# Tools" + "x" * 200)["input_ids"])
+
+
 def test_weight_update_drops_kv_but_keeps_token_history(tok) -> None:
     model = tiny_causal_lm(tok, "llama", hidden_size=32, seed=7)
     backend = TransformersBackend(model, tok)

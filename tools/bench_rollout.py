@@ -127,6 +127,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "for each other and timings become erratic",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tools-first",
+        action="store_true",
+        help="tool instructions before the policy in the system message (both sides see the same prompts)",
+    )
     p.add_argument("--skip-naive", action="store_true", help="time only the engine")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.model == "tiny"
         else None
     )
-    backend = TransformersBackend(args.model, tiny=tiny)
+    backend = TransformersBackend(args.model, tiny=tiny, tools_first=args.tools_first)
     load_s = time.perf_counter() - t0
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
     env = PreferencesEnv(
@@ -175,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "episodes": len(tasks),
         "turns": args.turns,
         "max_new_tokens": args.max_new_tokens,
+        "tools_first": args.tools_first,
         "threads": torch.get_num_threads(),
         "load_s": round(load_s, 2),
         "engine_s": round(eng_s, 3),

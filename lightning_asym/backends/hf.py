@@ -115,6 +115,8 @@ class TransformersBackend(ChatBackend):
             "auto" uses the tool role only if the template handles it explicitly.
         prefix_cache_size: how many shared prompt prefixes (e.g. the system prompt common to new
             episodes) to keep encoded, so new conversations skip them; 0 disables prefix sharing.
+        tools_first: put the tool instructions before the system message's own text rather than
+            after it, so that episodes whose system prompts differ still share the tools prefix.
 
     Caches hold keys/values of the weights that computed them: when any parameter changes in
     place (an optimizer step, `load_state_dict`), the next call drops every KV cache and
@@ -136,6 +138,7 @@ class TransformersBackend(ChatBackend):
         strict_template: bool = False,
         tool_role: str = "auto",
         prefix_cache_size: int = 4,
+        tools_first: bool = False,
     ) -> None:
         if isinstance(model, str):
             model, tokenizer = load_model_and_tokenizer(
@@ -161,6 +164,7 @@ class TransformersBackend(ChatBackend):
         self.max_context = max_context or self._position_limit()
         self._states: dict[Hashable, ConversationState] = {}
         self.prefix_cache_size = prefix_cache_size
+        self.tools_first = tools_first
         self._prefixes: OrderedDict[tuple[int, ...], LayerKV] = OrderedDict()
         self._weights_version: tuple[int, ...] | None = None
         self._eos_ids = self._stop_token_ids()
@@ -251,7 +255,7 @@ class TransformersBackend(ChatBackend):
     ) -> str:
         """The text the model reads for `messages` (tools described in the system message)."""
         return self._apply_template(
-            to_template_messages(messages, tools, self._tool_role), add_generation_prompt
+            to_template_messages(messages, tools, self._tool_role, self.tools_first), add_generation_prompt
         )
 
     def _encode(self, text: str) -> list[int]:

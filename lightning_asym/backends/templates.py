@@ -55,12 +55,14 @@ def template_handles_tool_role(template: str | None, render: RenderFn) -> bool:
 
 
 def to_template_messages(
-    messages: Sequence[Message], tools: list[dict[str, Any]] | None, tool_role: str
+    messages: Sequence[Message], tools: list[dict[str, Any]] | None, tool_role: str, tools_first: bool = False
 ) -> list[dict[str, str]]:
     """Plain `{"role", "content"}` dicts for the chat template.
 
-    Tool schemas go into the system message as `tools_prompt(tools)` (a system message is
-    created if there is none). Assistant tool calls render as their raw text if kept, else
+    Tool schemas go into the system message as `tools_prompt(tools)`, after its text, or before
+    it with `tools_first` (then episodes with the same tools but different system prompts share
+    a longer token prefix, which the backend encodes once); a system message is created if
+    there is none. Assistant tool calls render as their raw text if kept, else
     as `format_action`. Tool results use role `tool` if `tool_role == "tool"`, else become
     user messages wrapped in `<tool_response>` tags (the Hermes/Qwen convention).
     """
@@ -83,7 +85,8 @@ def to_template_messages(
     if extra:
         if out and out[0]["role"] == "system":
             sys = out[0]["content"]
-            out[0] = {"role": "system", "content": f"{sys}\n\n{extra}" if sys else extra}
+            both = f"{extra}\n\n{sys}" if tools_first else f"{sys}\n\n{extra}"
+            out[0] = {"role": "system", "content": both if sys else extra}
         else:
             out.insert(0, {"role": "system", "content": extra})
     return out
