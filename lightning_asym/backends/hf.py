@@ -13,21 +13,13 @@ import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
-from lightning_asym.backends.kv import (
-    ConversationState,
-    LayerKV,
-    build_cache,
-    crop,
-    extract_row,
-    sample_next,
-    seeded_generator,
-)
+from lightning_asym.backends.decoding import DecodeRow, cut_after_stop, decode_rows, share_prefixes
+from lightning_asym.backends.kv import ConversationState, LayerKV, crop, seeded_generator
 from lightning_asym.backends.templates import (
     chatml_template,
     check_prefix_preserving,
@@ -62,36 +54,27 @@ def load_model_and_tokenizer(
     model: str,
     tokenizer: str | None = None,
     tiny: dict[str, Any] | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> tuple[Any, Any]:
-    """`"tiny"` (options in `tiny`), `"smollm2"`, or a local transformers directory."""
+    """`"tiny"` (options in `tiny`), `"smollm2"`, or a local transformers directory.
+
+    `dtype` defaults to float32; "auto" keeps a directory's stored dtype.
+    """
+    resolved = resolve_dtype(dtype)
     if model == "tiny":
         from lightning_asym.backends.tiny import build_tiny
 
         m, tok = build_tiny(**(tiny or {}))
-        return (m.to(dtype) if dtype is not None else m), tok
+        return (m.to(resolved) if resolved is not None else m), tok
     if model == "smollm2":
         from lightning_asym.backends.smollm2 import load_smollm2
 
-        return load_smollm2(dtype=dtype or torch.float32)
+        return load_smollm2(dtype=resolved or torch.float32)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype or "auto")
+    auto = dtype == "auto"
+    m = AutoModelForCausalLM.from_pretrained(model, dtype="auto" if auto else (resolved or torch.float32))
     return m, AutoTokenizer.from_pretrained(tokenizer or model)
-
-
-@dataclass
-class _Row:
-    """One conversation of a call, while it is generated."""
-
-    feed: list[int]
-    past: LayerKV | None
-    max_new: int
-    gen: torch.Generator | None
-    ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    finish: str = "length"
-    kv: LayerKV | None = None
 
 
 class TransformersBackend(ChatBackend):
@@ -104,7 +87,8 @@ class TransformersBackend(ChatBackend):
         tiny: options of `lightning_asym.backends.tiny.build_tiny` (arch, tokenizer, hidden_size, ...).
         sampling: default sampling when `complete` gets none.
         device: where to put the model (default: where it is; "cpu" for loaded ones).
-        dtype: "float32", "bfloat16", ... for loaded models (default float32; None keeps a given model's).
+        dtype: "float32", "bfloat16", "auto" (a directory's stored dtype), ...; loaded models default to float32, a
+            given model is converted only if this is set.
         use_kv_cache: keep each conversation's KV cache across calls; False re-encodes every
             call (same token sequence, same outputs, more compute).
         max_context: most tokens a conversation may reach (default: the model's position limit);
@@ -141,10 +125,8 @@ class TransformersBackend(ChatBackend):
         tools_first: bool = False,
     ) -> None:
         if isinstance(model, str):
-            model, tokenizer = load_model_and_tokenizer(
-                model, tokenizer, tiny, resolve_dtype(dtype) or torch.float32
-            )
-        elif dtype is not None:
+            model, tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
+        elif resolve_dtype(dtype) is not None:
             model = model.to(resolve_dtype(dtype))
         if tokenizer is None or isinstance(tokenizer, str):
             from transformers import AutoTokenizer
@@ -332,7 +314,7 @@ class TransformersBackend(ChatBackend):
                 past, feed = crop(st.kv, 1), st.ids[-1:]  # type: ignore[arg-type]
             room = self.max_context - total if self.max_context else sampling.max_new_tokens
             gen = None if sampling.greedy else seeded_generator(seed, st.calls, device)
-            rows.append(_Row(feed, past, min(sampling.max_new_tokens, room), gen))
+            rows.append(DecodeRow(feed, past, min(sampling.max_new_tokens, room), gen))
             states.append(st)
             suffixes.append(suffix)
             prompts.append(new)
@@ -343,7 +325,7 @@ class TransformersBackend(ChatBackend):
         for key, st, row, suffix, new in zip(keys, states, rows, suffixes, prompts):
             text = self._decode(row.ids, True)
             if row.finish == "stop" and sampling.stop:
-                text = _cut_after_stop(text, sampling.stop)
+                text = cut_after_stop(text, sampling.stop)
             action, err = parse_action(text)
             out.append(
                 Completion(
@@ -384,112 +366,22 @@ class TransformersBackend(ChatBackend):
         )
         return out.logits[:, -1]
 
-    def _generate(self, rows: list[_Row], sampling: SamplingParams) -> None:
+    def _generate(self, rows: list[DecodeRow], sampling: SamplingParams) -> None:
         """Decode all `rows` together, filling their ids, log-probs, finish reason and final KV cache."""
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
                 if self.use_kv_cache and self.prefix_cache_size > 0:
-                    self._share_prefixes(rows)
-                self._decode_loop(rows, sampling)
+                    share_prefixes(self._forward, rows, self._prefixes, self.prefix_cache_size, self.device)
+                decode_rows(
+                    self._forward,
+                    rows,
+                    sampling,
+                    self._eos_ids,
+                    self._pad_id,
+                    self.device,
+                    lambda ids: self._decode(ids, True),
+                )
         finally:
             self.model.train(was_training)
-
-    def _share_prefixes(self, rows: list[_Row], min_len: int = 16) -> None:
-        """Give rows without a past the KV of a prompt prefix they share, encoding it only once.
-
-        New episodes usually start with the same system prompt; it is encoded once (or taken
-        from the prefix cache) instead of once per row. The tokens each row sees are unchanged.
-        """
-        fresh = [r for r in rows if r.past is None and len(r.feed) > min_len]
-        if not fresh:
-            return
-        for r in fresh:
-            for prefix in reversed(self._prefixes):
-                if len(prefix) < len(r.feed) and tuple(r.feed[: len(prefix)]) == prefix:
-                    self._prefixes.move_to_end(prefix)
-                    r.past, r.feed = self._prefixes[prefix], r.feed[len(prefix) :]
-                    break
-        fresh = [r for r in fresh if r.past is None]
-        if len(fresh) < 2:
-            return
-        n = min(len(r.feed) for r in fresh) - 1  # every row keeps one token to feed
-        first = fresh[0].feed
-        for r in fresh[1:]:
-            n = next((i for i in range(n) if r.feed[i] != first[i]), n)
-        if n < min_len:
-            return
-        prefix = tuple(first[:n])
-        cache, _ = build_cache([None], n)
-        ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
-        self._forward(ids, torch.ones_like(ids), torch.arange(n, device=self.device)[None], cache)
-        kv = extract_row([(lay.keys, lay.values) for lay in cache.layers], 0, [(0, n)])
-        self._prefixes[prefix] = kv
-        while len(self._prefixes) > self.prefix_cache_size:
-            self._prefixes.popitem(last=False)
-        for r in fresh:
-            r.past, r.feed = kv, r.feed[n:]
-
-    def _decode_loop(self, rows: list[_Row], sampling: SamplingParams) -> None:
-        device = self.device
-        b = len(rows)
-        n_new = max(len(r.feed) for r in rows)
-        width = max((int(r.past[0][0].shape[1]) for r in rows if r.past), default=0)
-        cache, width = build_cache([r.past for r in rows], width + n_new + max(r.max_new for r in rows))
-        mask = torch.zeros((b, width + n_new), dtype=torch.long, device=device)
-        ids = torch.full((b, n_new), self._pad_id, dtype=torch.long, device=device)
-        spans: list[tuple[tuple[int, int], int]] = []  # per row: its past's columns, first new column
-        for i, r in enumerate(rows):
-            past_len = 0 if not r.past else int(r.past[0][0].shape[1])
-            spans.append(((width - past_len, width), width + n_new - len(r.feed)))
-            mask[i, width - past_len : width] = 1
-            mask[i, width + n_new - len(r.feed) :] = 1
-            ids[i, n_new - len(r.feed) :] = torch.tensor(r.feed, dtype=torch.long)
-        pos_all = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._forward(ids, mask, pos_all[:, width:], cache)
-        next_pos = pos_all[:, -1] + 1
-        active = list(range(b))
-        eos = set(self._eos_ids)
-        while True:
-            toks, lps = sample_next(logits, sampling, [rows[r].gen for r in active])  # type: ignore[misc]
-            toks_l, lps_l = toks.tolist(), lps.tolist()
-            keep = []
-            for j, r in enumerate(active):
-                row = rows[r]
-                row.ids.append(toks_l[j])
-                row.logprobs.append(lps_l[j])
-                if toks_l[j] in eos or (
-                    sampling.stop and _has_stop(self._decode(row.ids, True), sampling.stop)
-                ):
-                    row.finish = "stop"
-                elif len(row.ids) >= row.max_new:
-                    row.finish = "length"
-                else:
-                    keep.append(j)
-                    continue
-                past_span, start = spans[r]
-                end = mask.shape[1]
-                row.kv = extract_row(
-                    [(lay.keys, lay.values) for lay in cache.layers], j, [past_span, (start, end)]
-                )
-            if not keep:
-                return
-            if len(keep) < len(active):
-                # Finished rows leave the batch so they cost no more compute.
-                idx = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.batch_select_indices(idx)
-                mask, toks, next_pos = mask[idx], toks[idx], next_pos[idx]
-                active = [active[j] for j in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            logits = self._forward(toks[:, None], mask, next_pos[:, None], cache)
-            next_pos = next_pos + 1
-
-
-def _has_stop(text: str, stops: Sequence[str]) -> bool:
-    return any(s and s in text for s in stops)
-
-
-def _cut_after_stop(text: str, stops: Sequence[str]) -> str:
-    ends = [text.find(s) + len(s) for s in stops if s and s in text]
-    return text[: min(ends)] if ends else text
