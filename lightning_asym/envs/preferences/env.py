@@ -87,9 +87,10 @@ class PreferencesEnv(MultiTurnEnv):
         num_validation: int = 200,
         num_test: int = 200,
         user: str | UserSimulator = "scripted",
+        id_style: str = "random",
     ) -> None:
         self.seed = seed
-        self.config = GenConfig(num_aspects, prefs_per_aspect, num_options, num_acceptable)
+        self.config = GenConfig(num_aspects, prefs_per_aspect, num_options, num_acceptable, id_style)
         self.config.validate()
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")

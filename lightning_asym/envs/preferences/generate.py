@@ -29,8 +29,12 @@ class GenConfig:
     prefs_per_aspect: int = 2
     num_options: int = 8
     num_acceptable: int = 2
+    id_style: str = "random"
+    """`random`: ids like H417, as a real catalogue has; `index`: H1..Hn in listed order (easier)."""
 
     def validate(self) -> None:
+        if self.id_style not in ("random", "index"):
+            raise ValueError(f"id_style must be 'random' or 'index', got {self.id_style!r}")
         if not 1 <= self.num_aspects <= len(ASPECT_NAMES):
             raise ValueError(f"num_aspects must be in 1..{len(ASPECT_NAMES)}, got {self.num_aspects}")
         most = min(len(preferable_attributes(a)) for a in ASPECT_NAMES)
@@ -58,7 +62,12 @@ def _distinct(rnd: Callable[[], float], n: int, k: int) -> list[int]:
 
 
 def make_catalogue(
-    rng: random.Random, aspect: str, prefs: dict[str, str], num_options: int, num_acceptable: int
+    rng: random.Random,
+    aspect: str,
+    prefs: dict[str, str],
+    num_options: int,
+    num_acceptable: int,
+    id_style: str = "random",
 ) -> tuple[list[dict[str, Any]], str, list[str]]:
     """Options of one aspect as `(options, best_id, acceptable_ids)`; options are shuffled."""
     spec = ASPECTS[aspect]
@@ -100,8 +109,8 @@ def make_catalogue(
     rng.shuffle(rows)
     numbers = _distinct(rnd, 900, num_options)
     options, best_id, acceptable = [], "", []
-    for (kind, attrs, price), n in zip(rows, numbers):
-        oid = f"{spec.prefix}{100 + n}"
+    for k, ((kind, attrs, price), n) in enumerate(zip(rows, numbers)):
+        oid = f"{spec.prefix}{100 + n}" if id_style == "random" else f"{spec.prefix}{k + 1}"
         options.append({"id": oid, **attrs, "price": price})
         if kind == "best":
             best_id = oid
@@ -122,7 +131,7 @@ def make_task(rng: random.Random, cfg: GenConfig, task_id: str, split: str) -> T
         prefs = {attr: rng.choice(list(HINTS[aspect][attr])) for attr in attrs}
         preferences[aspect] = prefs
         catalogue[aspect], best[aspect], acceptable[aspect] = make_catalogue(
-            rng, aspect, prefs, cfg.num_options, cfg.num_acceptable
+            rng, aspect, prefs, cfg.num_options, cfg.num_acceptable, cfg.id_style
         )
     data = {
         "aspects": aspects,
