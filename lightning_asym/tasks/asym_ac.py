@@ -57,6 +57,7 @@ class AsymmetricActorCritic(LightningModule):
         seed: seeds the minibatch order (with the step number).
         demonstrator: a scripted policy to clone during the first `warmup_steps` steps.
         warmup_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
+        warmup_lr: the actor's learning rate while cloning (default: `actor_lr`).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class AsymmetricActorCritic(LightningModule):
         seed: int = 0,
         demonstrator: ScriptedPolicy | None = None,
         warmup_steps: int = 0,
+        warmup_lr: float | None = None,
     ) -> None:
         super().__init__()
         if advantage not in ADVANTAGES:
@@ -96,6 +98,7 @@ class AsymmetricActorCritic(LightningModule):
         if warmup_steps and demonstrator is None:
             raise ValueError("model.warmup_steps needs model.demonstrator (a scripted policy to clone)")
         self.warmup_steps = warmup_steps
+        self.warmup_lr = warmup_lr if warmup_lr is not None else actor_lr
         self._demo = ScriptedBackend(policy=demonstrator) if demonstrator is not None else None
         self._collecting_train = False  # True only while the train batch is generated
         self.automatic_optimization = False
@@ -146,7 +149,11 @@ class AsymmetricActorCritic(LightningModule):
         finally:
             self._collecting_train = False
         rollout_s = time.perf_counter() - t0
-        if self.global_step < self.warmup_steps:
+        cloning = self.global_step < self.warmup_steps
+        actor_opt = self.optimizers()[0] if isinstance(self.optimizers(), list) else self.optimizers()
+        for group in actor_opt.param_groups:
+            group["lr"] = self.warmup_lr if cloning else self.actor_lr
+        if cloning:
             return self._clone_step(trajs, rollout_s)
         tokens = self.actor.tokens(trajs)
         with torch.no_grad():
