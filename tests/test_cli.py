@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lightning_asym.types import Trajectory, read_jsonl
 
 CONF = Path(__file__).parent / "conf"
@@ -46,6 +48,13 @@ def test_cli_test_with_a_tiny_local_actor(tmp_path):
     assert len(trajs) == 4 * 2  # tasks x trials
     assert all(t.turns and t.turns[0].completion_ids for t in trajs)
     assert list(run.glob("events.out.tfevents.*"))
+
+
+def _initial_actor() -> dict:
+    from lightning_asym.actor import ActorModule
+
+    tiny = {"arch": "llama", "tokenizer": "byte", "hidden_size": 32, "num_layers": 1, "num_heads": 2}
+    return ActorModule(tiny=tiny).model.state_dict()
 
 
 def _actor_weights(ckpt: Path) -> dict:
@@ -110,13 +119,60 @@ def test_cli_fit_trains_the_actor_and_resumes(tmp_path):
 
 def test_cli_test_retail_oracle_reports_pass_hat_k(tmp_path):
     config = Path(__file__).parent.parent / "configs" / "retail" / "oracle.yaml"
-    run_cli("test", "--config", str(config), "--data.init_args.num_test_tasks", "6",
-            "--data.init_args.batch_size", "12", "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    run_cli(
+        "test",
+        "--config",
+        str(config),
+        "--data.init_args.num_test_tasks",
+        "6",
+        "--data.init_args.batch_size",
+        "12",
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+    )
     (run,) = (tmp_path / "runs" / "retail_oracle").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
     for k in range(1, 5):
         assert 0.0 <= metrics[f"test/pass^{k}"] <= 1.0
     # pass^k can only fall as k grows
-    assert metrics["test/pass^1"] >= metrics["test/pass^2"] >= metrics["test/pass^3"] >= metrics["test/pass^4"]
+    assert (
+        metrics["test/pass^1"] >= metrics["test/pass^2"] >= metrics["test/pass^3"] >= metrics["test/pass^4"]
+    )
     assert metrics["test/pass^1"] == metrics["test/success"]
     assert len(read_jsonl(run / "trajectories" / "test.jsonl", Trajectory)) == 6 * 4
+
+
+@pytest.mark.slow
+def test_cli_fit_ddp_two_cpu_processes_keep_weights_in_sync(tmp_path):
+    """DDP on the CPU (gloo, 2 processes): ranks see different rollouts but, with gradients
+    all-reduced, end with identical actor weights."""
+    import torch
+
+    os.environ["DDP_PROBE_DIR"] = str(tmp_path)
+    try:
+        run_cli(
+            "fit",
+            "--config",
+            str(CONF / "fit_tiny.yaml"),
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.devices",
+            "2",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.callbacks+=ddp_probe.SaveRankWeights",
+            cwd=tmp_path,
+        )
+    finally:
+        os.environ.pop("DDP_PROBE_DIR")
+    w0, w1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.load(tmp_path / "meta0.pt")["world_size"] == 2
+    init = _initial_actor()
+    assert any(not torch.equal(v, w0[k]) for k, v in init.items()), "training changed nothing"
+    for k in w0:
+        torch.testing.assert_close(
+            w0[k], w1[k], msg=f"ranks disagree on {k}: gradients were not synchronised"
+        )
