@@ -80,11 +80,11 @@ class ChatBackend(ABC):
     ) -> list[Completion]:
         """One completion per conversation, in order."""
 
-    def start(self, key: Hashable, task: Task) -> None:
+    def start(self, key: Hashable, task: Task) -> None:  # noqa: B027  (optional hook)
         """Called by the rollout engine when an episode of `task` begins under `key`.
 
         Real models ignore it; scripted and oracle actors use it to look up their plan.
         """
 
-    def release(self, keys: Sequence[Hashable]) -> None:
+    def release(self, keys: Sequence[Hashable]) -> None:  # noqa: B027  (optional hook)
         """Forget per-conversation state (KV caches) for these keys."""
