@@ -70,7 +70,9 @@ class PreferencesEnv(MultiTurnEnv):
     """A UserBench-like domain: a simulated user with hidden, indirectly voiced preferences.
 
     `user` is `"scripted"` (the deterministic `PreferenceUser`) or any `UserSimulator`
-    instance, which is shallow-copied for each episode.
+    instance, which is shallow-copied for each episode. Difficulty knobs: `num_aspects`,
+    `prefs_per_aspect`, `num_options`, `num_acceptable`, `max_turns`, `id_style` (`random`
+    catalogue ids or `index` ids) and `aspects` (the aspects tasks draw from; default all).
     """
 
     name = "preferences"
@@ -88,9 +90,11 @@ class PreferencesEnv(MultiTurnEnv):
         num_test: int = 200,
         user: str | UserSimulator = "scripted",
         id_style: str = "random",
+        aspects: list[str] | None = None,
     ) -> None:
         self.seed = seed
-        self.config = GenConfig(num_aspects, prefs_per_aspect, num_options, num_acceptable, id_style)
+        pool = tuple(aspects) if aspects else ASPECT_NAMES
+        self.config = GenConfig(num_aspects, prefs_per_aspect, num_options, num_acceptable, id_style, pool)
         self.config.validate()
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")

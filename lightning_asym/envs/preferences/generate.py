@@ -31,12 +31,21 @@ class GenConfig:
     num_acceptable: int = 2
     id_style: str = "random"
     """`random`: ids like H417, as a real catalogue has; `index`: H1..Hn in listed order (easier)."""
+    aspect_pool: tuple[str, ...] = ASPECT_NAMES
+    """The aspects tasks draw from (a single one makes the easiest setting)."""
 
     def validate(self) -> None:
+        unknown = set(self.aspect_pool) - set(ASPECT_NAMES)
+        if unknown or not self.aspect_pool:
+            raise ValueError(
+                f"aspects must be a non-empty subset of {list(ASPECT_NAMES)}, got {list(self.aspect_pool)}"
+            )
         if self.id_style not in ("random", "index"):
             raise ValueError(f"id_style must be 'random' or 'index', got {self.id_style!r}")
-        if not 1 <= self.num_aspects <= len(ASPECT_NAMES):
-            raise ValueError(f"num_aspects must be in 1..{len(ASPECT_NAMES)}, got {self.num_aspects}")
+        if not 1 <= self.num_aspects <= len(self.aspect_pool):
+            raise ValueError(
+                f"num_aspects must be in 1..{len(self.aspect_pool)} (the aspects), got {self.num_aspects}"
+            )
         most = min(len(preferable_attributes(a)) for a in ASPECT_NAMES)
         if not 1 <= self.prefs_per_aspect <= most:
             raise ValueError(f"prefs_per_aspect must be in 1..{most}, got {self.prefs_per_aspect}")
@@ -121,7 +130,7 @@ def make_catalogue(
 
 def make_task(rng: random.Random, cfg: GenConfig, task_id: str, split: str) -> Task:
     """One task: aspects, hidden preferences and catalogues."""
-    aspects = rng.sample(ASPECT_NAMES, cfg.num_aspects)
+    aspects = rng.sample(cfg.aspect_pool, cfg.num_aspects)
     preferences: dict[str, dict[str, str]] = {}
     catalogue: dict[str, list[dict[str, Any]]] = {}
     best: dict[str, str] = {}
