@@ -80,9 +80,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def main(args: list[str] | None = None) -> AsymCLI:
-    """Entry point of the `lightning-asym` console script."""
-    return AsymCLI(
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the `lightning-asym` console script (returns None: exit status 0)."""
+    AsymCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,

@@ -176,3 +176,15 @@ def test_cli_fit_ddp_two_cpu_processes_keep_weights_in_sync(tmp_path):
         torch.testing.assert_close(
             w0[k], w1[k], msg=f"ranks disagree on {k}: gradients were not synchronised"
         )
+
+
+def test_console_script_exits_zero(tmp_path):
+    """The installed `lightning-asym` entry point exits 0 on success (its return value is the exit code)."""
+    import shutil
+
+    exe = shutil.which("lightning-asym") or str(Path(sys.executable).parent / "lightning-asym")
+    proc = subprocess.run([exe, "test", "--config", str(Path(__file__).parent.parent / "configs/preferences/random.yaml"),
+                           "--data.init_args.num_test_tasks", "2", "--data.init_args.test_trials", "1",
+                           "--trainer.enable_progress_bar", "false"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
