@@ -128,9 +128,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--tools-first",
-        action="store_true",
-        help="tool instructions before the policy in the system message (both sides see the same prompts)",
+        "--tools-last",
+        dest="tools_first",
+        action="store_false",
+        help="tool instructions after the policy in the system message (the default puts them first; "
+        "both sides always see the same prompts)",
     )
     p.add_argument("--skip-naive", action="store_true", help="time only the engine")
     args = p.parse_args(argv)

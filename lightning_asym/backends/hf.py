@@ -99,8 +99,9 @@ class TransformersBackend(ChatBackend):
             "auto" uses the tool role only if the template handles it explicitly.
         prefix_cache_size: how many shared prompt prefixes (e.g. the system prompt common to new
             episodes) to keep encoded, so new conversations skip them; 0 disables prefix sharing.
-        tools_first: put the tool instructions before the system message's own text rather than
-            after it, so that episodes whose system prompts differ still share the tools prefix.
+        tools_first: put the tool instructions before the system message's own text (default)
+            rather than after it, so that episodes whose system prompts differ (per-task details)
+            still share the tools prefix, which is then encoded once for all of them.
 
     Caches hold keys/values of the weights that computed them: when any parameter changes in
     place (an optimizer step, `load_state_dict`), the next call drops every KV cache and
@@ -122,7 +123,7 @@ class TransformersBackend(ChatBackend):
         strict_template: bool = False,
         tool_role: str = "auto",
         prefix_cache_size: int = 4,
-        tools_first: bool = False,
+        tools_first: bool = True,
     ) -> None:
         if isinstance(model, str):
             model, tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
