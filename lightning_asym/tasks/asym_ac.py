@@ -162,8 +162,6 @@ class AsymmetricActorCritic(LightningModule):
         adv = rl.broadcast_turns_to_tokens(turn_adv, tokens.turn_index, tokens.gen_mask)
         if self.whiten_advantages:
             adv = rl.masked_whiten(adv, tokens.gen_mask.float())
-        opts = self.optimizers()
-        opts = opts if isinstance(opts, list) else [opts]
         stats: dict[str, list[torch.Tensor]] = {}
         n = len(trajs)
         # minibatch order from the step number alone, so a resumed run replays it exactly
@@ -183,23 +181,27 @@ class AsymmetricActorCritic(LightningModule):
                 )
                 loss = loss + vloss
                 s.update(vs)
-            for opt in opts:
-                opt.zero_grad()
-            self.manual_backward(loss)
-            for k, opt in enumerate(opts):
-                if self.max_grad_norm > 0:
-                    self.clip_gradients(
-                        opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm"
-                    )
-                # Lightning counts every LightningOptimizer.step as a global step; stepping the
-                # wrapped optimizer directly except once keeps global_step == rollout batches.
-                if k == 0 and u == len(updates) - 1:
-                    opt.step()
-                else:
-                    opt.optimizer.step()
+            self._update(loss, last=u == len(updates) - 1)
             for k, v in s.items():
                 stats.setdefault(k, []).append(v.detach().float())
         self._log_train(trajs, tokens, stats, returns, old_values, turn_mask, rollout_s)
+
+    def _update(self, loss: torch.Tensor, last: bool) -> None:
+        """Backward, clip and step both optimisers. Lightning counts every LightningOptimizer.step
+        as a global step, so only the `last` update of a rollout batch steps the actor through it
+        (the others step the wrapped optimisers directly): global_step == rollout batches."""
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        for opt in opts:
+            opt.zero_grad()
+        self.manual_backward(loss)
+        for k, opt in enumerate(opts):
+            if self.max_grad_norm > 0:
+                self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+            if k == 0 and last:
+                opt.step()
+            else:
+                opt.optimizer.step()
 
     def _clone_step(self, trajs: list[Trajectory], rollout_s: float) -> None:
         """One behaviour-cloning update on the demonstrator's episodes (and a critic fit)."""
@@ -216,15 +218,7 @@ class AsymmetricActorCritic(LightningModule):
             vloss, vs = self._value_loss(trajs, old_values, returns, mask)
             loss = loss + vloss
             stats.update(vs)
-        opts = self.optimizers()
-        opts = opts if isinstance(opts, list) else [opts]
-        for opt in opts:
-            opt.zero_grad()
-        self.manual_backward(loss)
-        for k, opt in enumerate(opts):
-            if self.max_grad_norm > 0:
-                self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
-            opt.step() if k == 0 else opt.optimizer.step()
+        self._update(loss, last=True)
         log = {f"train/{k}": v for k, v in stats.items()}
         n = len(trajs)
         log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
