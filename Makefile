@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed  ## create .venv with everything the project needs
 
 quickstart: setup  ## the main job on the embedded default config
-	$(BIN)/lightning-asym test --config configs/quickstart.yaml
+	$(BIN)/lightning-asym fit --config configs/quickstart.yaml
 
 test: setup  ## the whole test suite
 	$(BIN)/python -m pytest -q
