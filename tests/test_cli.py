@@ -183,8 +183,23 @@ def test_console_script_exits_zero(tmp_path):
     import shutil
 
     exe = shutil.which("lightning-asym") or str(Path(sys.executable).parent / "lightning-asym")
-    proc = subprocess.run([exe, "test", "--config", str(Path(__file__).parent.parent / "configs/preferences/random.yaml"),
-                           "--data.init_args.num_test_tasks", "2", "--data.init_args.test_trials", "1",
-                           "--trainer.enable_progress_bar", "false"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [
+            exe,
+            "test",
+            "--config",
+            str(Path(__file__).parent.parent / "configs/preferences/random.yaml"),
+            "--data.init_args.num_test_tasks",
+            "2",
+            "--data.init_args.test_trials",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
