@@ -34,11 +34,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 from lightning_asym.backends import oracle_plan as plan
-from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
-from lightning_asym.backends.toolcalls import format_action, parse_action
+from lightning_asym.backends.scripted import TextPolicyBackend
+from lightning_asym.backends.toolcalls import format_action
 from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
 
 MODES = (
@@ -56,7 +55,7 @@ REVISION_SUFFIX = "/revision"
 __all__ = ["MODES", "REVISION_PREFIX", "NoisyOracleBackend"]
 
 
-class NoisyOracleBackend(ChatBackend):
+class NoisyOracleBackend(TextPolicyBackend):
     """A gold-plan actor with configurable LLM-like mistakes.
 
     Args:
@@ -79,6 +78,7 @@ class NoisyOracleBackend(ChatBackend):
         hallucinated_output: float | None = None,
         fix_prob: float = 0.8,
     ) -> None:
+        super().__init__()
         given = dict(
             unauthenticated_write=unauthenticated_write,
             give_up=give_up,
@@ -93,8 +93,6 @@ class NoisyOracleBackend(ChatBackend):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         self.fix_prob = fix_prob
-        self._tasks: dict[Hashable, Task] = {}
-        self._calls: dict[Hashable, int] = {}
         self.opportunities: Counter[str] = Counter()
         """How often each failure mode could have struck (for measuring rates)."""
         self.injected: Counter[str] = Counter()
@@ -102,47 +100,12 @@ class NoisyOracleBackend(ChatBackend):
 
     # ------------------------------------------------------------------ ChatBackend
 
-    def start(self, key: Hashable, task: Task) -> None:
-        self._tasks[key] = task
-        self._calls[key] = 0
-
-    def release(self, keys: Sequence[Hashable]) -> None:
-        for k in keys:
-            self._tasks.pop(k, None)
-            self._calls.pop(k, None)
-
-    def complete(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        tools: list[dict[str, Any]] | None = None,
-        sampling: SamplingParams | None = None,
-        *,
-        keys: Sequence[Hashable] | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Completion]:
-        keys = list(keys) if keys is not None else list(range(len(conversations)))
-        seeds = list(seeds) if seeds is not None else [0] * len(conversations)
-        out = []
-        for conv, key, seed in zip(conversations, keys, seeds):
-            n = self._calls.get(key, 0)
-            self._calls[key] = n + 1
-            rng = random.Random(f"oracle:{seed}:{n}")
-            text = self._propose(list(conv), self._task_of(key), rng)
-            action, err = parse_action(text)
-            out.append(
-                Completion(
-                    text=text,
-                    action=action,
-                    parse_error=err,
-                    num_prompt_tokens=sum(len((m.content or "").split()) for m in conv),
-                    num_completion_tokens=len(text.split()),
-                )
-            )
-        return out
+    def reply(self, messages: Sequence[Message], task: Task | None, seed: int, call: int) -> str:
+        return self._propose(list(messages), task, random.Random(f"oracle:{seed}:{call}"))
 
     # ------------------------------------------------------------------ internals
 
-    def _task_of(self, key: Hashable) -> Task | None:
+    def task_of(self, key: Hashable) -> Task | None:
         if key in self._tasks:
             return self._tasks[key]
         if isinstance(key, str) and key.endswith(REVISION_SUFFIX):

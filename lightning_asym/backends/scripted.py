@@ -14,19 +14,15 @@ ScriptedPolicy = Callable[[Sequence[Message], "Task | None", random.Random], str
 """`policy(messages, task, rng) -> text`: the assistant's next message as raw text."""
 
 
-class ScriptedBackend(ChatBackend):
-    """Replies with `policy(messages, task, rng)`, or cycles through fixed `responses`.
+class TextPolicyBackend(ChatBackend):
+    """Base for backends whose reply is text computed by code, not sampled from a model.
 
-    The text goes through the same tool-call parser as a model's output, so a scripted
-    agent exercises exactly the code paths a real one does. Token counts are whitespace
-    words, since there is no tokenizer.
+    It keeps each episode's task (from `start`) and call count, passes the text through the
+    same tool-call parser as a model's output, and counts whitespace words as tokens, since
+    there is no tokenizer. Subclasses implement `reply`.
     """
 
-    def __init__(self, policy: ScriptedPolicy | None = None, responses: list[str] | None = None) -> None:
-        if policy is None and not responses:
-            raise ValueError("ScriptedBackend needs `policy` or a non-empty `responses` list")
-        self.policy = policy
-        self.responses = list(responses or [])
+    def __init__(self) -> None:
         self._tasks: dict[Hashable, Task] = {}
         self._calls: dict[Hashable, int] = {}
 
@@ -38,6 +34,14 @@ class ScriptedBackend(ChatBackend):
         for k in keys:
             self._tasks.pop(k, None)
             self._calls.pop(k, None)
+
+    def task_of(self, key: Hashable) -> Task | None:
+        """The task of the episode under `key` (None if `start` was never called for it)."""
+        return self._tasks.get(key)
+
+    def reply(self, messages: Sequence[Message], task: Task | None, seed: int, call: int) -> str:
+        """The assistant's next message as raw text; `call` counts this episode's earlier calls."""
+        raise NotImplementedError
 
     def complete(
         self,
@@ -54,10 +58,7 @@ class ScriptedBackend(ChatBackend):
         for conv, key, seed in zip(conversations, keys, seeds):
             n = self._calls.get(key, 0)
             self._calls[key] = n + 1
-            if self.policy is not None:
-                text = self.policy(conv, self._tasks.get(key), random.Random(f"{seed}:{n}"))
-            else:
-                text = self.responses[n % len(self.responses)]
+            text = self.reply(conv, self.task_of(key), seed, n)
             action, err = parse_action(text)
             out.append(
                 Completion(
@@ -69,3 +70,23 @@ class ScriptedBackend(ChatBackend):
                 )
             )
         return out
+
+
+class ScriptedBackend(TextPolicyBackend):
+    """Replies with `policy(messages, task, rng)`, or cycles through fixed `responses`.
+
+    The text goes through the same tool-call parser as a model's output, so a scripted
+    agent exercises exactly the code paths a real one does.
+    """
+
+    def __init__(self, policy: ScriptedPolicy | None = None, responses: list[str] | None = None) -> None:
+        if policy is None and not responses:
+            raise ValueError("ScriptedBackend needs `policy` or a non-empty `responses` list")
+        super().__init__()
+        self.policy = policy
+        self.responses = list(responses or [])
+
+    def reply(self, messages: Sequence[Message], task: Task | None, seed: int, call: int) -> str:
+        if self.policy is not None:
+            return self.policy(messages, task, random.Random(f"{seed}:{call}"))
+        return self.responses[call % len(self.responses)]
