@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from rl_helpers import F64, TIGHT, lengths_to_mask, with_garbage
 
 from lightning_asym.rl import (
     broadcast_turns_to_tokens,
@@ -17,9 +18,6 @@ from lightning_asym.rl import (
     turn_gae,
     turn_gae_reference,
 )
-
-F64 = torch.float64
-TIGHT = {"rtol": 1e-10, "atol": 1e-10}
 
 GAMMAS = [0.0, 0.5, 0.99, 1.0]
 LAMBDAS = [0.0, 0.7, 0.95, 1.0]
@@ -33,10 +31,6 @@ COMPOSITIONS = {
     "with_empty": ([0, 3, 1], 4),
     "ragged": ([6, 1, 3, 6, 2], 7),
 }
-
-
-def lengths_to_mask(lengths: list[int], T: int) -> torch.Tensor:
-    return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
 
 
 def make_episodes(
@@ -55,14 +49,6 @@ def make_episodes(
     values = torch.randn(len(lengths), T, generator=g, dtype=F64)
     zero = torch.zeros((), dtype=F64)
     return torch.where(mask, rewards, zero), torch.where(mask, values, zero), mask
-
-
-def with_garbage(x: torch.Tensor, mask: torch.Tensor, value: float = float("nan")) -> torch.Tensor:
-    """Overwrite the padded entries of `x` (where `mask` is 0) with `value`."""
-    m = mask.bool()
-    while m.dim() < x.dim():
-        m = m.unsqueeze(-1)
-    return torch.where(m, x, torch.full_like(x, value))
 
 
 # ------------------------------------------------------------------------ turn GAE

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from rl_helpers import F64, TIGHT, lengths_to_mask, with_garbage
 
 from lightning_asym.rl import (
     explained_variance,
@@ -15,22 +16,6 @@ from lightning_asym.rl import (
     masked_whiten,
     masked_whiten_reference,
 )
-
-F64 = torch.float64
-TIGHT = {"rtol": 1e-10, "atol": 1e-10}
-
-
-def lengths_to_mask(lengths: list[int], T: int) -> torch.Tensor:
-    return torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
-
-
-def with_garbage(x: torch.Tensor, mask: torch.Tensor, value: float = float("nan")) -> torch.Tensor:
-    """Overwrite the padded entries of `x` (where `mask` is 0) with `value`."""
-    m = mask.bool()
-    while m.dim() < x.dim():
-        m = m.unsqueeze(-1)
-    return torch.where(m, x, torch.full_like(x, value))
-
 
 # ------------------------------------------------------------------ masked statistics
 
