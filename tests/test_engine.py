@@ -148,3 +148,11 @@ def test_supervision_fallback_when_budget_is_spent(fallback, expected):
 def test_invalid_supervision_config():
     with pytest.raises(ValueError, match="supervision.fallback"):
         SupervisionConfig(fallback="retry")
+
+
+def test_get_task_by_id():
+    env = GuessEnv(num_tasks=3)
+    task = env.tasks("test")[2]
+    assert env.get_task("test", task.id) == task
+    with pytest.raises(KeyError, match="no task 'missing' in split 'test'"):
+        env.get_task("test", "missing")

@@ -98,10 +98,16 @@ class MultiTurnEnv(ABC):
         return copy.copy(self)
 
     def get_task(self, split: str, task_id: str) -> Task:
-        for t in self.tasks(split):
-            if t.id == task_id:
-                return t
-        raise KeyError(f"no task {task_id!r} in split {split!r} of env {self.name!r}")
+        """A task by id; the id index is built once per split (training looks tasks up per step)."""
+        tasks = self.tasks(split)
+        index = self.__dict__.setdefault("_task_index", {})
+        cached = index.get(split)
+        if cached is None or cached[0] is not tasks:  # rebuilt if the split's list was replaced
+            cached = index[split] = (tasks, {t.id: t for t in tasks})
+        try:
+            return cached[1][task_id]
+        except KeyError:
+            raise KeyError(f"no task {task_id!r} in split {split!r} of env {self.name!r}") from None
 
 
 def error_result(message: str, **info: Any) -> StepResult:

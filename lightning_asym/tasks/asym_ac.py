@@ -239,12 +239,7 @@ class AsymmetricActorCritic(LightningModule):
             ep_adv = rl.group_advantages(rewards.sum(1), groups, mode=self.advantage)
             adv = ep_adv.unsqueeze(1) * mask
             return adv, rewards, torch.zeros_like(rewards), mask
-        values, _ = self.critic.values(trajs, self._privileged(trajs) if self.critic.privileged else None)
-        values = (
-            values[:, : T + 1]
-            if values.shape[1] > T
-            else torch.nn.functional.pad(values, (0, T + 1 - values.shape[1]))
-        )
+        values = self._critic_values(trajs, T + 1)
         last = torch.tensor([t.num_turns for t in trajs], device=self.device)
         truncated = torch.tensor([t.truncated for t in trajs], device=self.device)
         bootstrap = torch.where(
@@ -256,16 +251,18 @@ class AsymmetricActorCritic(LightningModule):
         adv, returns = rl.turn_gae(rewards, state_values, mask, bootstrap, self.gamma, self.lam)
         return adv, returns, state_values, mask
 
+    def _critic_values(self, trajs: list[Trajectory], width: int) -> torch.Tensor:
+        """V(s_0..) of each trajectory, zero-padded or cut to `[B, width]` (a minibatch's longest
+        episode may be shorter than the batch's)."""
+        values, _ = self.critic.values(trajs, self._privileged(trajs) if self.critic.privileged else None)
+        if values.shape[1] >= width:
+            return values[:, :width]
+        return torch.nn.functional.pad(values, (0, width - values.shape[1]))
+
     def _value_loss(
         self, trajs: list[Trajectory], old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        values, _ = self.critic.values(trajs, self._privileged(trajs) if self.critic.privileged else None)
-        T = mask.shape[1]
-        values = (
-            values[:, :T]
-            if values.shape[1] >= T
-            else torch.nn.functional.pad(values, (0, T - values.shape[1]))
-        )
+        values = self._critic_values(trajs, mask.shape[1])
         loss, stats = rl.clipped_value_loss(values, old_values, returns, mask, self.value_clip)
         return loss, {"value_loss": loss.detach(), **stats}
 
