@@ -132,6 +132,10 @@ class Review:
     verdict: str = APPROVE
     feedback: str = ""
     score: float | None = None
+    parsed: bool = True
+    """False when the critic's output could not be parsed and the verdict is the configured default."""
+    num_tokens: int = 0
+    """Tokens the critic generated for this review (0 for critics that generate nothing)."""
 
     @property
     def approved(self) -> bool:
@@ -147,6 +151,9 @@ class Proposal:
     parse_error: str | None = None
     review: Review | None = None
     num_tokens: int = 0
+    label: dict[str, Any] | None = None
+    """The env's own judgement of this proposal before it was sent (`deviation`, `violation`),
+    from `env.check_action`, for scoring critics; None when the env cannot judge."""
 
 
 @dataclass
@@ -211,6 +218,29 @@ class Trajectory:
         return bounds
 
 
+@dataclass
+class CriticExample:
+    """One supervised example for a generative critic: a context, a proposed action, the answer.
+
+    `messages` is the conversation the actor saw before proposing (the policy is its system
+    message); `text` and `action` are the proposal; `verdict` (approve or revise) and
+    `feedback` are what the critic should say. `source` names the labeler (`gold` plan or
+    counterfactual `branch`); `split` is the critic dataset's split (`train` or `validation`,
+    assigned by task); `info` keeps the labeler's evidence (the rule broken, branch success rates).
+    """
+
+    task_id: str
+    messages: list[Message] = field(default_factory=list)
+    text: str = ""
+    action: Action | None = None
+    verdict: str = APPROVE
+    feedback: str = ""
+    source: str = "gold"
+    split: str = "train"
+    privileged: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------- serialization
 
 T = TypeVar("T")
@@ -266,6 +296,8 @@ _SUBTYPES: dict[tuple[str, str], type] = {
     ("Turn", "proposals"): Proposal,
     ("Trajectory", "messages"): Message,
     ("Trajectory", "turns"): Turn,
+    ("CriticExample", "messages"): Message,
+    ("CriticExample", "action"): Action,
 }
 
 

@@ -111,6 +111,7 @@ class RolloutEngine:
                     keys=keys,
                     seeds=seeds,
                     config=self.supervision,
+                    judges=[getattr(ep.env, "check_action", None) for ep in live],
                 )
             for ep, comp, props in zip(live, completions, proposals):
                 self._advance(ep, comp, props)

@@ -8,37 +8,15 @@ action that went out; every proposal and review is kept in `Turn.proposals`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
-from lightning_asym.types import REVISION_PREFIX, Action, Message, Proposal, Review, Task
+from lightning_asym.review.base import Reviewer, ReviewRequest
+from lightning_asym.types import REVISION_PREFIX, Action, Message, Proposal, Task
 
 FALLBACKS = ("last", "first", "block")
-
-
-@dataclass
-class ReviewRequest:
-    """What a critic sees: the conversation so far and the proposed action.
-
-    `privileged` is filled only when the supervision config allows the critic to see it.
-    """
-
-    messages: Sequence[Message]
-    text: str
-    action: Action | None
-    parse_error: str | None
-    task: Task
-    tools: list[dict[str, Any]]
-    privileged: str | None = None
-
-
-@runtime_checkable
-class Reviewer(Protocol):
-    """Anything that reviews a batch of proposed actions."""
-
-    def review(self, requests: Sequence[ReviewRequest]) -> list[Review]: ...
 
 
 @dataclass
@@ -84,9 +62,12 @@ def supervise_step(
     keys: Sequence[Hashable],
     seeds: Sequence[int],
     config: SupervisionConfig,
+    judges: Sequence[Callable[[Action], dict[str, Any]] | None] | None = None,
 ) -> tuple[list[Completion], list[list[Proposal]]]:
     """Review one step's proposals of all live episodes, batching reviews and revisions.
 
+    `judges[i]`, when given, is the env's `check_action` for episode i: each proposal is
+    labelled with the env's own verdict (`deviation`, `violation`) so critics can be scored.
     Returns the completion that goes out for each episode and its proposal history.
     """
     n = len(completions)
@@ -112,7 +93,10 @@ def supervise_step(
         revise = []
         for i, review in zip(pending, reviews):
             c = current[i]
-            history[i].append(Proposal(c.text, c.action, c.parse_error, review, c.num_completion_tokens))
+            label = _label(judges[i] if judges else None, c)
+            history[i].append(
+                Proposal(c.text, c.action, c.parse_error, review, c.num_completion_tokens, label)
+            )
             if review.approved:
                 chosen[i] = c
             elif attempt == config.max_revisions:
@@ -136,6 +120,14 @@ def supervise_step(
         pending = revise
     assert all(c is not None for c in chosen)
     return chosen, history  # type: ignore[return-value]
+
+
+def _label(judge: Callable[[Action], dict[str, Any]] | None, c: Completion) -> dict[str, Any] | None:
+    if judge is None:
+        return None
+    if c.action is None:
+        return {"deviation": True, "violation": f"unparseable action ({c.parse_error})"}
+    return dict(judge(c.action))
 
 
 def _fallback(

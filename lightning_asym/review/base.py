@@ -1,0 +1,38 @@
+"""What a reviewing critic sees and the protocol every reviewer follows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from lightning_asym.types import Action, Message, Review, Task
+
+
+@dataclass
+class ReviewRequest:
+    """What a critic sees: the conversation so far and the proposed action.
+
+    `messages` is the conversation as the actor saw it before proposing (the policy is its
+    system message). `privileged` is filled only when the supervision config allows the
+    critic to see it; it never reaches the actor.
+    """
+
+    messages: Sequence[Message]
+    text: str
+    action: Action | None
+    parse_error: str | None
+    task: Task
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    privileged: str | None = None
+
+
+@runtime_checkable
+class Reviewer(Protocol):
+    """Anything that reviews a batch of proposed actions, one `Review` per request, in order.
+
+    Batching matters: the rollout engine sends the proposals of every live episode at once,
+    so a model-backed reviewer can run them in one forward pass or concurrent API calls.
+    """
+
+    def review(self, requests: Sequence[ReviewRequest]) -> list[Review]: ...
