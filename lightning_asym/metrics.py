@@ -53,19 +53,64 @@ class PassHatK(Metric):
         return torch.tensor([pass_hat_k(groups, k) for k in range(1, self.max_k + 1)], dtype=torch.float)
 
 
-class InterventionRate(Metric):
-    """Fraction of turns at which the critic rejected at least one proposal."""
+CRITIC_COUNTS = ("tp", "fp", "fn", "tn", "reviews", "unparsed", "intervened", "revised_ok", "turns")
+
+
+def critic_counts(trajectory) -> dict[str, int]:
+    """The critic's record on one supervised trajectory, scored against the env's own judgement.
+
+    Every reviewed proposal with an env label (`Proposal.label["deviation"]`) is a true
+    positive (revise, deviates), false positive (revise, fine), false negative (approve,
+    deviates) or true negative. `intervened` counts turns with at least one revise;
+    `revised_ok` those of them whose action that went out does not deviate (the revision
+    fixed the problem, or the critic's alarm was false and the action was fine anyway).
+    """
+    c = dict.fromkeys(CRITIC_COUNTS, 0)
+    c["turns"] = len(trajectory.turns)
+    for turn in trajectory.turns:
+        reviewed = [p for p in turn.proposals if p.review is not None]
+        c["reviews"] += len(reviewed)
+        c["unparsed"] += sum(not p.review.parsed for p in reviewed)
+        for p in reviewed:
+            if p.label is None:
+                continue
+            bad, flagged = bool(p.label.get("deviation")), not p.review.approved
+            c["tp" if bad and flagged else "fp" if flagged else "fn" if bad else "tn"] += 1
+        if any(not p.review.approved for p in reviewed):
+            c["intervened"] += 1
+            c["revised_ok"] += not turn.info.get("deviation", turn.parse_error is not None)
+    return c
+
+
+def ratio(num: float, den: float) -> float:
+    """num / den, NaN when den is 0 (a rate with nothing to count is undefined, not 0)."""
+    return num / den if den else float("nan")
+
+
+def critic_rates(c: dict[str, float]) -> dict[str, float]:
+    """`critic_precision`, `critic_recall`, `revision_success_rate`, `unparsed_rate` from summed counts."""
+    return {
+        "critic_precision": ratio(c["tp"], c["tp"] + c["fp"]),
+        "critic_recall": ratio(c["tp"], c["tp"] + c["fn"]),
+        "revision_success_rate": ratio(c["revised_ok"], c["intervened"]),
+        "unparsed_rate": ratio(c["unparsed"], c["reviews"]),
+    }
+
+
+class Counts(Metric):
+    """Named counters summed over batches and processes; `compute()` returns a dict of floats."""
 
     full_state_update = False
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, names: Sequence[str] = CRITIC_COUNTS, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("intervened", default=torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("turns", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.names = tuple(names)
+        for n in self.names:
+            self.add_state(n, default=torch.tensor(0.0), dist_reduce_fx="sum")
 
-    def update(self, intervened: int, turns: int) -> None:
-        self.intervened += intervened
-        self.turns += turns
+    def update(self, counts: dict[str, float]) -> None:
+        for n in self.names:
+            setattr(self, n, getattr(self, n) + float(counts.get(n, 0)))
 
-    def compute(self) -> torch.Tensor:
-        return self.intervened / self.turns.clamp(min=1)
+    def compute(self) -> dict[str, float]:
+        return {n: float(getattr(self, n)) for n in self.names}

@@ -3,9 +3,9 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
-from lightning_asym.metrics import InterventionRate, PassHatK, pass_hat_k
+from lightning_asym.metrics import CRITIC_COUNTS, Counts, PassHatK, critic_counts, critic_rates, pass_hat_k
+from lightning_asym.types import Action, Proposal, Review, Trajectory, Turn
 
 
 def test_pass_hat_k_hand_computed():
@@ -35,9 +35,46 @@ def test_pass_hat_k_rejects_mismatched_lengths():
         PassHatK().update(["a", "b"], [1])
 
 
-def test_intervention_rate():
-    m = InterventionRate()
-    m.update(1, 4)
-    m.update(2, 4)
-    assert m.compute().item() == pytest.approx(3 / 8)
-    assert torch.isfinite(InterventionRate().compute())
+def _turn(index, proposals, deviation):
+    return Turn(index, "", Action.reply("x"), info={"deviation": deviation}, proposals=proposals)
+
+
+def _p(verdict, deviation, parsed=True):
+    return Proposal(
+        "x", Action.reply("x"), review=Review(verdict, parsed=parsed), label={"deviation": deviation}
+    )
+
+
+def test_critic_counts_against_hand_count():
+    t = Trajectory(
+        "a",
+        turns=[
+            _turn(0, [_p("approve", False)], False),  # tn
+            _turn(1, [_p("revise", True), _p("approve", False)], False),  # tp, tn; intervened, fixed
+            _turn(2, [_p("revise", False), _p("revise", True)], True),  # fp, tp; intervened, not fixed
+            _turn(3, [_p("approve", True, parsed=False)], True),  # fn, unparsed
+            _turn(4, [], False),  # no critic this turn
+        ],
+    )
+    c = critic_counts(t)
+    assert c == {
+        "tp": 2, "fp": 1, "fn": 1, "tn": 2, "reviews": 7 - 1, "unparsed": 1,
+        "intervened": 2, "revised_ok": 1, "turns": 5,
+    }  # fmt: skip
+    rates = critic_rates(c)
+    assert rates["critic_precision"] == pytest.approx(2 / 3)
+    assert rates["critic_recall"] == pytest.approx(2 / 3)
+    assert rates["revision_success_rate"] == pytest.approx(1 / 2)
+    assert rates["unparsed_rate"] == pytest.approx(1 / 6)
+
+
+def test_critic_rates_are_nan_when_nothing_to_count():
+    rates = critic_rates(dict.fromkeys(CRITIC_COUNTS, 0))
+    assert all(math.isnan(v) for v in rates.values())
+
+
+def test_counts_metric_sums_batches():
+    m = Counts(["a", "b"])
+    m.update({"a": 1, "b": 2})
+    m.update({"a": 3})
+    assert m.compute() == {"a": 4.0, "b": 2.0}

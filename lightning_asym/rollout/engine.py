@@ -135,7 +135,7 @@ class RolloutEngine:
             messages=list(messages),
             seed=seed,
             trial=trial,
-            info={"actor_tokens": 0, "actor_prompt_tokens": 0},
+            info={"actor_tokens": 0, "actor_prompt_tokens": 0, "critic_tokens": 0},
         )
         return _Episode(key, task, env, traj)
 
@@ -147,6 +147,7 @@ class RolloutEngine:
             sum(p.num_tokens for p in proposals) if proposals else comp.num_completion_tokens
         )
         traj.info["actor_prompt_tokens"] += comp.num_prompt_tokens
+        traj.info["critic_tokens"] += sum(p.review.num_tokens for p in proposals if p.review is not None)
         call_id = f"call_{index}"
         if comp.action is None:
             assistant = Message("assistant", content=comp.text)
