@@ -194,3 +194,7 @@ class CriticModule(LightningModule):
             valid[i, : len(ends)] = True
             k += len(ends)
         return vals, valid
+
+
+# the generative (reviewing) critic lives in review/; re-exported so `lightning_asym.critic.GenerativeCritic` works
+from lightning_asym.review.generative import GenerativeCritic  # noqa: E402,F401
