@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import lightning_asym.backends  # noqa: F401  (register classes for short class_
 import lightning_asym.envs  # noqa: F401
 import lightning_asym.rollout  # noqa: F401
 import lightning_asym.tasks  # noqa: F401
+from lightning_asym.errors import UserError
 
 
 class MetricsFile(Callback):
@@ -81,17 +83,25 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the `lightning-asym` console script (returns None: exit status 0)."""
-    AsymCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        trainer_defaults=TRAINER_DEFAULTS,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        args=args,
-    )
+    """Entry point of the `lightning-asym` console script (returns None: exit status 0).
+
+    A `UserError` (an unreachable endpoint, a bad config value) is printed as one line,
+    `error: <message>`, on stderr, and exits with status 2 instead of a traceback.
+    """
+    try:
+        AsymCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+        )
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
