@@ -222,3 +222,34 @@ def test_supervision_with_a_generative_critic_on_retail():
                 assert [p.review.verdict for p in turn.proposals] == ["approve"]
     assert writes >= 1
     assert critic.stats()["revise"] == 2 * writes
+
+
+def test_llm_critic_config_runs_with_a_tiny_critic(tmp_path):
+    """The shipped config end to end through the CLI, with a tiny random model as critic."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lightning_asym.types import Trajectory, read_jsonl
+
+    config = Path(__file__).parent.parent / "configs" / "supervise" / "oracle_llm_critic.yaml"
+    args = ["--model.critic.init_args.backend", "tiny", "--model.init_args.max_k", "2"]
+    args += ["--data.init_args.num_test_tasks", "2", "--data.init_args.test_trials", "1"]
+    args += ["--data.init_args.max_turns", "4"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_asym.cli", "test", "--config", str(config), *args],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (run,) = (tmp_path / "runs" / "retail_oracle_llm_critic").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "test/pass^1" in metrics and "test/intervention_rate" in metrics
+    trajs = read_jsonl(run / "trajectories" / "test.jsonl", Trajectory)
+    assert len(trajs) == 2 and all(len(t.turns) == 4 for t in trajs)
+    reviews = [p.review for t in trajs for turn in t.turns for p in turn.proposals]
+    assert len(reviews) == 8 and all(r is not None and r.approved and not r.parsed for r in reviews)
