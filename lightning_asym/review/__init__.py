@@ -3,9 +3,11 @@
 from lightning_asym.review.base import Reviewer, ReviewRequest
 from lightning_asym.review.format import format_verdict, parse_verdict, review_prompt
 from lightning_asym.review.generative import GenerativeCritic
+from lightning_asym.review.rules import RetailRuleCritic
 
 __all__ = [
     "GenerativeCritic",
+    "RetailRuleCritic",
     "ReviewRequest",
     "Reviewer",
     "format_verdict",

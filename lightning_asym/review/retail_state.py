@@ -1,0 +1,244 @@
+"""What a retail rule critic can know at one step: the conversation read as events, and the store.
+
+`read_conversation` walks the messages the actor saw and rebuilds, without the env, what the
+retail env tracks: which calls ran and what they returned, the authenticated user (the result
+of the latest successful `find_user_id_*` call) and whether the user's latest reply is an
+explicit "yes" given after the last write (the env's `_confirmed`: set by each user reply,
+cleared by a successful write). Critic feedback round-trips (an assistant proposal followed by
+a user message starting with `REVISION_PREFIX`) and parse-error observations are not user
+replies and are skipped.
+
+`current_db` is read access to the same data the agent's tools expose: the task's initial
+database, rebuilt from its seed (`generate_db(task.data["db_seed"])`), with the
+conversation's successful write calls replayed in order. It is not the gold plan: nothing
+here reads the task's gold actions, required outputs or the env object.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightning_asym.backends.toolcalls import parse_action
+from lightning_asym.envs.retail.db import DB, generate_db
+from lightning_asym.envs.retail.ops import order_refund_total
+from lightning_asym.envs.retail.tasks import copy_db
+from lightning_asym.envs.retail.tools import WRITE_TOOLS, run_tool
+from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
+
+YES_RE = re.compile(r"\byes\b")
+"""A standalone "yes", as the env reads the user's reply (on lower-cased text)."""
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
+_MAX_SUMS = 50_000
+
+
+@dataclass
+class Call:
+    """One tool call in the conversation and the result that came back."""
+
+    action: Action
+    result: str
+    ok: bool
+    """The result is not an error (`Error: ...`), so the call took effect."""
+
+
+@dataclass
+class Conversation:
+    """The conversation as the rules read it (see the module docstring)."""
+
+    calls: list[Call] = field(default_factory=list)
+    auth_user: str | None = None
+    confirmed: bool = False
+    """The user's latest reply holds a standalone "yes" and no write succeeded since."""
+    confirmed_text: str = ""
+    """The agent's reply that the user's latest reply answered (what the user said yes to)."""
+    user_texts: list[str] = field(default_factory=list)
+
+    @property
+    def writes(self) -> list[Action]:
+        """The successful write calls, in order."""
+        return [c.action for c in self.calls if c.ok and c.action.name in WRITE_TOOLS]
+
+    @property
+    def tool_texts(self) -> list[str]:
+        return [c.result for c in self.calls]
+
+
+def strip_revisions(messages: Sequence[Message]) -> list[Message]:
+    """The messages without critic round-trips: each `REVISION_PREFIX` user message and the
+    rejected assistant proposal just before it are dropped."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "user" and (m.content or "").startswith(REVISION_PREFIX):
+            if out and out[-1].role == "assistant":
+                out.pop()
+            continue
+        out.append(m)
+    return out
+
+
+def action_of(m: Message) -> Action | None:
+    """The action of an assistant message: its first tool call, else its parsed text (None if unparseable)."""
+    if m.tool_calls:
+        return Action(m.tool_calls[0].name, dict(m.tool_calls[0].arguments))
+    action, _ = parse_action(m.content or "")
+    return action
+
+
+def read_conversation(messages: Sequence[Message]) -> Conversation:
+    """Calls, authentication and confirmation, mirroring how `RetailEnv` tracks them."""
+    conv = Conversation()
+    msgs = [m for m in strip_revisions(messages) if m.role != "system"]
+    prev: Action | None = None  # the action of the latest assistant message, if it parsed
+    prev_role = ""
+    for i, m in enumerate(msgs):
+        if m.role == "assistant":
+            prev = action_of(m)
+            if prev is not None and not prev.is_reply:
+                nxt = msgs[i + 1] if i + 1 < len(msgs) else None
+                result = (nxt.content or "") if nxt is not None and nxt.role == "tool" else ""
+                ok = nxt is not None and nxt.role == "tool" and not result.lstrip().startswith("Error")
+                conv.calls.append(Call(prev, result, ok))
+                if ok and prev.name in WRITE_TOOLS:
+                    conv.confirmed = False  # one "yes" covers one write
+                if ok and prev.name.startswith("find_user_id"):
+                    conv.auth_user = result.strip()
+        elif m.role == "user":
+            text = m.content or ""
+            if prev_role == "assistant" and prev is None:
+                pass  # the engine's parse-error observation, not the user
+            else:
+                conv.user_texts.append(text)
+                if prev_role == "assistant" and prev is not None and prev.is_reply:
+                    conv.confirmed = YES_RE.search(text.lower()) is not None
+                    conv.confirmed_text = prev.content
+        prev_role = m.role
+    return conv
+
+
+def norm_order_id(order_id: Any) -> str:
+    """An order id with its '#', as the database keys it (the tools accept both)."""
+    s = str(order_id)
+    return s if s.startswith("#") else "#" + s
+
+
+class StateCache:
+    """Current databases keyed by (db seed, successful writes so far), least recently used first out."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._dbs: OrderedDict[tuple[int, str], DB] = OrderedDict()
+
+    def current_db(self, task: Task, conv: Conversation) -> DB:
+        """The task's initial database with the conversation's successful writes replayed.
+
+        The result is shared by later calls with the same key: copy it (`copy_db`) before a
+        dry run.
+        """
+        seed = task.data.get("db_seed") if isinstance(task.data, dict) else None
+        if seed is None:
+            raise ValueError(
+                f"task {task.id!r} has no data['db_seed']: RetailRuleCritic reviews retail tasks only; "
+                "use it with env lightning_asym.envs.retail.RetailEnv"
+            )
+        writes = conv.writes
+        key = (int(seed), json.dumps([[a.name, a.kwargs] for a in writes], sort_keys=True))
+        db = self._dbs.get(key)
+        if db is not None:
+            self._dbs.move_to_end(key)
+            return db
+        db = generate_db(int(seed))
+        for a in writes:
+            run_tool(db, a.name, a.kwargs)  # a write that succeeded in the conversation succeeds here
+        self._dbs[key] = db
+        while len(self._dbs) > self.size:
+            self._dbs.popitem(last=False)
+        return db
+
+
+def dry_run(db: DB, action: Action) -> tuple[str, bool]:
+    """`run_tool` on a copy of `db`: what the tool would answer, leaving `db` unchanged."""
+    return run_tool(copy_db(db), action.name, action.kwargs)
+
+
+# ----------------------------------------------------------------------------- amounts
+
+
+def _numbers(text: str) -> set[str]:
+    out = set()
+    for raw in _NUMBER_RE.findall(text):
+        try:
+            out.add(f"{abs(float(raw.replace(',', ''))):.2f}")
+        except ValueError:
+            continue
+    return out
+
+
+def _json_objects(texts: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    for t in texts:
+        try:
+            obj = json.loads(t)
+        except (json.JSONDecodeError, TypeError):
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def supported_amounts(conv: Conversation) -> set[str] | None:
+    """Amounts (normalized like "12.50") an agent may state given what this conversation showed.
+
+    Every number in a tool result or a user message, and simple derivations from the orders and
+    products the tools returned: sums of any subset of an order's item prices (totals, refunds
+    of returns), an order's net payment (a cancellation's refund), and the price difference of
+    swapping any of an order's items for variants of the same product seen in product details.
+    None when an order has too many combinations to bound (then no amount can be called made up).
+    """
+    out: set[str] = set()
+    for text in [*conv.tool_texts, *conv.user_texts]:
+        out |= _numbers(text)
+    objects = _json_objects(conv.tool_texts)
+    prices: dict[str, list[float]] = {}  # product id -> variant prices seen
+    for obj in objects:
+        if isinstance(obj.get("variants"), dict) and "product_id" in obj:
+            prices[str(obj["product_id"])] = [
+                v["price"] for v in obj["variants"].values() if isinstance(v, dict) and "price" in v
+            ]
+    for order in objects:
+        items = order.get("items")
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "price" in i for i in items):
+            continue
+        cents = [round(float(i["price"]) * 100) for i in items]
+        swaps = [
+            [0, *(round(p * 100) - c for p in prices.get(str(i.get("product_id")), []))]
+            for i, c in zip(items, cents)
+        ]
+        subsets, swapped = _sums([[0, c] for c in cents]), _sums(swaps)
+        if subsets is None or swapped is None:
+            return None  # too many combinations to tell a made-up amount from a derived one
+        out.update(_money(c) for c in subsets | swapped)
+        if isinstance(order.get("payment_history"), list):
+            try:
+                out.add(f"{abs(order_refund_total(order)):.2f}")
+            except (KeyError, TypeError, ValueError):
+                pass
+    return out
+
+
+def _money(cents: int) -> str:
+    return f"{abs(cents) / 100:.2f}"
+
+
+def _sums(choices: list[list[int]]) -> set[int] | None:
+    """Every sum of one value from each list (in cents); None when there are over `_MAX_SUMS`."""
+    sums = {0}
+    for values in choices:
+        sums = {s + v for s in sums for v in set(values)}
+        if len(sums) > _MAX_SUMS:
+            return None
+    return sums
