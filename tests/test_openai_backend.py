@@ -20,6 +20,7 @@ import pytest
 
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.openai import OpenAIBackend
+from lightning_asym.backends.toolcalls import format_action
 from lightning_asym.errors import EndpointError, UserError
 from lightning_asym.types import Action, Message
 
@@ -169,7 +170,7 @@ def test_native_tools_go_in_the_request_and_tool_calls_become_the_action(server)
     tools = [{"type": "function", "function": {"name": "find_user", "parameters": {"type": "object"}}}]
     conv = [
         *CONV,
-        Action("lookup", {"id": 1}).to_message("call_0", text=""),
+        Action("lookup", {"id": 1}).to_message("call_0", text=format_action(Action("lookup", {"id": 1}))),
         Message("tool", '{"ok": true}', tool_call_id="call_0", name="lookup"),
     ]
     server.replies(ok(None, [call("find_user", '{"email": "a@b.c"}')]))
@@ -178,12 +179,12 @@ def test_native_tools_go_in_the_request_and_tool_calls_become_the_action(server)
         [conv], tools, SamplingParams(max_new_tokens=7, temperature=0, stop=["END"]), seeds=[5]
     )
     assert comp.action == Action("find_user", {"email": "a@b.c"}) and comp.parse_error is None
-    assert comp.finish_reason == "tool_calls"
+    assert comp.finish_reason == "tool_calls" and comp.text == format_action(comp.action)
     sent = server.requests[0]["body"]
     assert sent["tools"] == tools and sent["model"] == "m"
     assert (sent["max_tokens"], sent["temperature"], sent["stop"], sent["seed"]) == (7, 0, ["END"], 5)
     assistant, tool = sent["messages"][2:]
-    assert assistant["tool_calls"][0]["id"] == "call_0"
+    assert assistant["tool_calls"][0]["id"] == "call_0" and assistant["content"] is None
     assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == {"id": 1}
     assert tool == {"role": "tool", "content": '{"ok": true}', "tool_call_id": "call_0"}
 

@@ -28,7 +28,7 @@ import openai
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.templates import to_template_messages
-from lightning_asym.backends.toolcalls import parse_action
+from lightning_asym.backends.toolcalls import format_action, parse_action
 from lightning_asym.errors import EndpointError, UserError
 from lightning_asym.types import RESPOND, Action, Message
 
@@ -255,13 +255,19 @@ class OpenAIBackend(ChatBackend):
 
 
 def native_messages(conversation: Sequence[Message]) -> list[dict[str, Any]]:
-    """OpenAI message dicts; every tool result gets the id of the call it answers."""
+    """OpenAI message dicts; every tool result gets the id of the call it answers.
+
+    An assistant tool call whose text is only `format_action` of that call (what
+    `to_completion` writes for a native call without text) is sent without the text.
+    """
     out: list[dict[str, Any]] = []
     last_call_id: str | None = None
     for m in conversation:
         d = m.to_openai()
         if m.role == "assistant" and m.tool_calls:
             last_call_id = m.tool_calls[-1].id
+            if [m.content] == [format_action(Action(c.name, c.arguments)) for c in m.tool_calls]:
+                d["content"] = None
         if m.role == "tool":
             d.pop("name", None)  # not part of the tool message schema
             if d.get("tool_call_id") is None:
@@ -291,6 +297,8 @@ def to_completion(response: Any) -> Completion:
         error = f"the model made {len(calls)} tool calls in one message ({names}); make one call per turn"
         return Completion(text, None, error, finish_reason=finish, **tokens)
     action, error = _native_action(calls[0].function.name, calls[0].function.arguments)
+    if action is not None and not text.strip():
+        text = format_action(action)  # readable in trajectories and in a revision request
     return Completion(text, action, error, finish_reason=finish, **tokens)
 
 
