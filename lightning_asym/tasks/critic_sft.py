@@ -1,0 +1,273 @@
+"""`CriticSFT`: fine-tune a causal LM to review actions, full or LoRA, and save it as a plain critic.
+
+The model learns to answer a review prompt with `VERDICT: approve|revise` and one line of
+feedback (`review.format`). Prompts are rendered by `TransformersBackend.render`, the very
+code that renders them when the saved critic reviews through `GenerativeCritic`, so training
+and review see the same tokens. The loss is the causal-LM cross-entropy on the answer tokens
+only. Logits are computed for the positions that are scored only (the LM head on the gathered
+hidden states), so a 49K-token vocabulary does not cost a `[batch, length, vocab]` tensor.
+
+Validation scores the verdict without generating: at the first answer token where the two
+verdicts' tokenizations differ, the model's logits of the `revise` and the `approve` token
+give P(revise) (positive class = revise) for accuracy, precision, recall and F1.
+
+At the end of `fit` the critic is written as a transformers directory (LoRA merged into the
+weights), loadable by `TransformersBackend(model=<dir>)` and `GenerativeCritic(backend=<dir>)`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
+
+from lightning_asym.backends.hf import TransformersBackend, load_model_and_tokenizer
+from lightning_asym.errors import UserError
+from lightning_asym.tasks.critic_data import CriticEncoder
+from lightning_asym.types import CriticExample
+
+log = logging.getLogger(__name__)
+
+LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_DEFAULTS: dict[str, Any] = {
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": LLAMA_TARGETS,
+}
+LORA_ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
+METHODS = ("full", "lora")
+
+
+def lora_config(model: torch.nn.Module, options: dict[str, Any] | None) -> Any:
+    """A peft `LoraConfig` for a causal LM from `lora` options (`alpha`/`dropout` short names work).
+
+    Defaults: r=16, alpha=32, dropout 0.05, every attention and MLP projection of a
+    llama-style model; a model without those module names gets `"all-linear"`.
+    """
+    try:
+        from peft import LoraConfig
+    except ImportError as e:  # pragma: no cover - peft is in the lora and dev extras
+        raise ImportError(
+            "model.init_args.method: lora needs peft; pip install 'lightning-asym[lora]'"
+        ) from e
+    kwargs = dict(LORA_DEFAULTS)
+    for key, value in (options or {}).items():
+        kwargs[LORA_ALIASES.get(key, key)] = value
+    if "target_modules" not in (options or {}):
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        if not names & set(LLAMA_TARGETS):
+            kwargs["target_modules"] = "all-linear"
+    try:
+        return LoraConfig(task_type="CAUSAL_LM", **kwargs)
+    except TypeError as e:
+        raise UserError(
+            f"model.init_args.lora: {e}; use peft LoraConfig keys (r, alpha, dropout, ...)"
+        ) from e
+
+
+class CriticSFT(LightningModule):
+    """Supervised fine-tuning of a generative critic on `CriticExample` batches.
+
+    Args:
+        model: `"tiny"` (random, built from `tiny`), `"smollm2"`, or a local transformers directory.
+        tokenizer: tokenizer directory (default: the model's).
+        tiny: options of `lightning_asym.backends.tiny.build_tiny` (arch, tokenizer, sizes, seed).
+        method: `"full"` (every weight trains) or `"lora"` (peft adapters, merged when saved).
+        lora: peft `LoraConfig` options: r, alpha, dropout, target_modules, ... (see `lora_config`).
+        lr, weight_decay: AdamW settings (no decay on biases and norms).
+        warmup_steps: linear warm-up, then linear decay to zero at the last step.
+        max_length: most tokens of prompt + answer; longer prompts lose their first tokens.
+        include_policy, max_messages: the critic's prompt options (`review_prompt`); give the
+            same ones to `GenerativeCritic` when it reviews with the saved model.
+        dtype: weights dtype ("float32", "bfloat16", ...).
+        save_dir: where the fine-tuned critic is written at the end of fit
+            (default: `<log_dir>/critic`).
+    """
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        tokenizer: str | None = None,
+        tiny: dict[str, Any] | None = None,
+        method: str = "full",
+        lora: dict[str, Any] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        max_length: int = 1024,
+        include_policy: bool = True,
+        max_messages: int | None = None,
+        dtype: str = "float32",
+        save_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise UserError(f"model.init_args.method must be one of {METHODS}, got {method!r}")
+        if max_messages is not None and max_messages < 1:
+            raise UserError(f"model.init_args.max_messages must be >= 1 or null (all), got {max_messages}")
+        self.save_hyperparameters()
+        self.method = method
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.include_policy, self.max_messages = include_policy, max_messages
+        self.save_dir = save_dir
+        self.saved_dir: Path | None = None
+        hf, self.tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
+        # the renderer GenerativeCritic's backend will be: same template, same end-of-turn
+        self.renderer = TransformersBackend(hf, self.tokenizer)
+        self.encoder = CriticEncoder(
+            self.tokenizer,
+            lambda messages: self.renderer.render(messages, add_generation_prompt=True),
+            self.renderer.end_of_turn,
+            max_length,
+            include_policy,
+            max_messages,
+        )
+        if method == "lora":
+            from peft import get_peft_model
+
+            config = lora_config(hf, lora)
+            try:
+                hf = get_peft_model(hf, config)
+            except ValueError as e:  # e.g. target modules the model does not have
+                raise UserError(f"model.init_args.lora: {e}") from e
+        self.model = hf.train()
+        self.val_accuracy = BinaryAccuracy()
+        self.val_precision = BinaryPrecision()
+        self.val_recall = BinaryRecall()
+        self.val_f1 = BinaryF1Score()
+
+    # ------------------------------------------------------------------ scoring
+
+    @property
+    def causal_lm(self) -> Any:
+        """The transformers causal LM (inside the peft wrapper for LoRA)."""
+        return self.model.get_base_model() if self.method == "lora" else self.model
+
+    def logits_at(
+        self, batch: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor
+    ) -> torch.Tensor:
+        """Next-token logits `[N, vocab]` at positions `(rows[n], cols[n])` of the batch's sequences."""
+        lm = self.causal_lm
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        trunk, head = lm.base_model, lm.get_output_embeddings()
+        if trunk is lm or head is None:  # no separable trunk: full logits
+            return lm(input_ids=ids, attention_mask=mask).logits[rows, cols]
+        hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+        return head(hidden[rows, cols])
+
+    def _step(self, examples: list[CriticExample], verdicts: bool) -> dict[str, torch.Tensor]:
+        encoded = [self.encoder.encode(e) for e in examples]
+        batch = self.encoder.collate(encoded)
+        labels = batch["labels"].to(self.device)
+        rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)
+        vrows = (
+            (batch["verdict_pos"] >= 0).nonzero(as_tuple=True)[0].to(self.device) if verdicts else rows[:0]
+        )
+        vcols = batch["verdict_pos"].to(self.device)[vrows]
+        logits = self.logits_at(batch, torch.cat([rows, vrows]), torch.cat([cols, vcols])).float()
+        losses = F.cross_entropy(logits[: len(rows)], labels[rows, cols + 1], reduction="none")
+        out = {"losses": losses, "dropped": torch.tensor(sum(e.dropped > 0 for e in encoded))}
+        if not verdicts:
+            return out
+        out["feedback"] = batch["feedback_mask"].to(self.device)[rows, cols + 1]
+        score = torch.empty(len(examples), device=self.device)
+        score[vrows] = self._revise_logit(logits[len(rows) :])
+        missing = (batch["verdict_pos"] < 0).nonzero(as_tuple=True)[0].tolist()
+        if missing:  # the answer's tokens do not start with the shared prefix: one more pass
+            probe = self.encoder.probe_batch([encoded[i] for i in missing])
+            prow = torch.arange(len(missing), device=self.device)
+            score[missing] = self._revise_logit(
+                self.logits_at(probe, prow, probe["verdict_pos"].to(self.device))
+            )
+        out["p_revise"] = torch.sigmoid(score)
+        out["revise"] = batch["revise"].to(self.device)
+        return out
+
+    def _revise_logit(self, logits: torch.Tensor) -> torch.Tensor:
+        """log P(revise) - log P(approve) from next-token logits at the verdict position."""
+        return (logits[:, self.encoder.revise_id] - logits[:, self.encoder.approve_id]).float()
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def training_step(self, batch: list[CriticExample], batch_idx: int) -> torch.Tensor:
+        out = self._step(batch, verdicts=False)
+        loss = out["losses"].mean()
+        n = len(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log("train/truncated", out["dropped"].float() / n, on_step=True, on_epoch=False, batch_size=n)
+        self.log(
+            "train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n
+        )
+        return loss
+
+    def validation_step(self, batch: list[CriticExample], batch_idx: int) -> None:
+        with torch.no_grad():
+            out = self._step(batch, verdicts=True)
+        losses, feedback = out["losses"], out["feedback"]
+        self.log("val/loss", losses.mean(), prog_bar=True, batch_size=len(losses))
+        if feedback.any():
+            self.log("val/feedback_loss", losses[feedback].mean(), batch_size=int(feedback.sum()))
+        p, y = out["p_revise"], out["revise"]
+        for name, metric in (
+            ("verdict_accuracy", self.val_accuracy),
+            ("precision", self.val_precision),
+            ("recall", self.val_recall),
+            ("f1", self.val_f1),
+        ):
+            metric.update(p, y)
+            self.log(f"val/{name}", metric, prog_bar=name == "verdict_accuracy", batch_size=len(batch))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for _, p in params if p.ndim >= 2], "weight_decay": self.weight_decay},
+            {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.lr)
+        total = self.trainer.estimated_stepping_batches
+        warmup = self.warmup_steps
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            if not math.isfinite(total) or total <= warmup:
+                return 1.0
+            return max(0.0, (total - step) / (total - warmup))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ output
+
+    def on_fit_end(self) -> None:
+        path = Path(self.save_dir) if self.save_dir else Path(self.trainer.log_dir or ".") / "critic"
+        if self.trainer.is_global_zero:  # log_dir above is a collective call: every rank asks
+            self.save_critic(path)
+
+    def save_critic(self, path: str | Path) -> Path:
+        """Write the critic as a plain transformers directory (model, tokenizer, chat template)."""
+        path = Path(path)
+        model = self.model
+        if self.method == "lora":
+            model = copy.deepcopy(self.model).merge_and_unload()
+        was_training = model.training
+        model.eval().save_pretrained(path)
+        model.train(was_training)
+        # the template the critic was trained with (the ChatML fallback, if the model's own was unusable)
+        self.tokenizer.chat_template = self.renderer.chat_template
+        self.tokenizer.save_pretrained(path)
+        self.saved_dir = path
+        opts = f"include_policy={self.include_policy}, max_messages={self.max_messages}"
+        rank_zero_info(
+            f"saved the fine-tuned critic to {path}; review with GenerativeCritic(backend='{path}', {opts})"
+        )
+        return path
