@@ -146,18 +146,23 @@ class StateCache:
                 "use it with env lightning_asym.envs.retail.RetailEnv"
             )
         writes = conv.writes
-        key = (int(seed), json.dumps([[a.name, a.kwargs] for a in writes], sort_keys=True))
-        db = self._dbs.get(key)
-        if db is not None:
-            self._dbs.move_to_end(key)
-            return db
-        db = generate_db(int(seed))
-        for a in writes:
+        keys = [self._key(int(seed), writes[:k]) for k in range(len(writes) + 1)]
+        # the longest cached prefix of the writes, then the rest replayed on a copy of it
+        k = next((k for k in range(len(writes), -1, -1) if keys[k] in self._dbs), None)
+        if k == len(writes):
+            self._dbs.move_to_end(keys[k])
+            return self._dbs[keys[k]]
+        db = generate_db(int(seed)) if k is None else copy_db(self._dbs[keys[k]])
+        for a in writes[0 if k is None else k :]:
             run_tool(db, a.name, a.kwargs)  # a write that succeeded in the conversation succeeds here
-        self._dbs[key] = db
+        self._dbs[keys[-1]] = db
         while len(self._dbs) > self.size:
             self._dbs.popitem(last=False)
         return db
+
+    @staticmethod
+    def _key(seed: int, writes: list[Action]) -> tuple[int, str]:
+        return seed, json.dumps([[a.name, a.kwargs] for a in writes], sort_keys=True)
 
 
 def dry_run(db: DB, action: Action) -> tuple[str, bool]:
@@ -196,18 +201,21 @@ def supported_amounts(conv: Conversation) -> set[str] | None:
     Every number in a tool result or a user message, and simple derivations from the orders and
     products the tools returned: sums of any subset of an order's item prices (totals, refunds
     of returns), an order's net payment (a cancellation's refund), and the price difference of
-    swapping any of an order's items for variants of the same product seen in product details.
+    swapping any of an order's items for available variants of the same product seen in product
+    details.
     None when an order has too many combinations to bound (then no amount can be called made up).
     """
     out: set[str] = set()
     for text in [*conv.tool_texts, *conv.user_texts]:
         out |= _numbers(text)
     objects = _json_objects(conv.tool_texts)
-    prices: dict[str, list[float]] = {}  # product id -> variant prices seen
+    prices: dict[str, list[float]] = {}  # product id -> prices of its available variants seen
     for obj in objects:
         if isinstance(obj.get("variants"), dict) and "product_id" in obj:
             prices[str(obj["product_id"])] = [
-                v["price"] for v in obj["variants"].values() if isinstance(v, dict) and "price" in v
+                v["price"]
+                for v in obj["variants"].values()
+                if isinstance(v, dict) and "price" in v and v.get("available", True)
             ]
     for order in objects:
         items = order.get("items")
