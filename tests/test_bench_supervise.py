@@ -17,4 +17,4 @@ def test_bench_supervise_prints_a_ratio_in_its_last_json_line(capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last == result
     assert last["episodes"] == 3 and last["reviews_per_episode"] > 0
-    assert last["ratio"] == round(last["supervised_s"] / last["alone_s"], 3)
+    assert abs(last["ratio"] - last["supervised_s"] / last["alone_s"]) < 0.01 * last["ratio"]
