@@ -216,6 +216,17 @@ def test_replies_state_only_supported_amounts_and_real_changes(task):
     )
     chat.call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed")
     assert verdict(chat, claim)[0] == "approve"
+    product = next(p for p in chat.db["products"].values() if p["name"] == order["items"][0]["name"])
+    n = sum(v["available"] for v in product["variants"].values())
+    chat.call("get_product_details", product_id=product["product_id"])
+    assert verdict(chat, Action.reply(f"The {product['name']} has {n} available variants."))[0] == "approve"
+    v, fb = verdict(chat, Action.reply(f"Right now the {product['name']} has {n + 2} available variants."))
+    assert v == "revise" and f"{n} available variants" in fb
+    moved = Action.reply("Your default address is now 12 Oak Street, Austin, TX 78701, USA.")
+    assert "modify_user_address did not succeed" in verdict(chat, moved)[1]
+    chat.call("modify_user_address", user_id=chat.user["user_id"], address1="12 Oak Street", address2="",
+              city="Austin", state="TX", country="USA", zip="78701")  # fmt: skip
+    assert verdict(chat, moved)[0] == "approve"
 
 
 # ----------------------------------------------------------------------------- agreement with the env
@@ -246,13 +257,14 @@ def test_flags_most_env_violations_and_lifts_success(env):
     assert len(labelled) > 100 and len(judged) > 50
     assert sum(judged) / len(judged) > 0.95  # measured 1.0
     assert sum(caught) / len(caught) > 0.4  # measured 0.55 (the rest are give-up transfers)
-    # flags on proposals the env does not call deviations are claims of changes never made
+    # flags on proposals the env does not call deviations: claims of changes never made, wrong counts
     extra = [
         p
         for p in _proposals(trajs)
         if not p.review.approved and not (p.label["deviation"] or p.label["violation"])
     ]
-    assert all(p.action.is_reply and "was changed" in p.review.feedback for p in extra)
+    assert extra and all(p.action.is_reply for p in extra)
+    assert all("was changed" in p.review.feedback or "available variants" in p.review.feedback for p in extra)
     alone = engine.collect(tasks, NoisyOracleBackend(error_rate=0.3))
     rate = sum(t.success for t in trajs) / len(trajs)
     assert rate > sum(t.success for t in alone) / len(alone) + 0.1  # measured 0.30 vs 0.06

@@ -250,3 +250,14 @@ def _sums(choices: list[list[int]]) -> set[int] | None:
         if len(sums) > _MAX_SUMS:
             return None
     return sums
+
+
+def available_counts(conv: Conversation) -> dict[str, int]:
+    """Lower-cased product name -> how many of its variants are available, from product details seen."""
+    out = {}
+    for obj in _json_objects(
+        [c.result for c in conv.calls if c.ok and c.action.name == "get_product_details"]
+    ):
+        if isinstance(obj.get("variants"), dict) and isinstance(obj.get("name"), str):
+            out[obj["name"].lower()] = sum(bool(v.get("available")) for v in obj["variants"].values())
+    return out

@@ -19,11 +19,13 @@ rule                        revise when
 ``own data only``           a private read or write names another user, their order or a
                             payment method, item or variant that does not fit the order
 ``explicit confirmation``   a write without a "yes" as the user's latest reply after the last
-                            write, or whose arguments the description the user said yes to
-                            does not name
+                            write
 ``order state``             the tool would refuse the write in the current state (dry run)
+``explicit confirmation``   the description the user said yes to does not name the write's
+                            order, reason, address, items or payment method
 ``no made-up facts``        a reply states a dollar amount nothing in the conversation
-                            supports, or says a change was made that no write made
+                            supports, a count of available variants that the product
+                            details contradict, or says a change was made that no write made
 ==========================  =============================================================
 
 Reads, `think` and transfers to a human are approved: whether a transfer was needed cannot be
@@ -38,12 +40,12 @@ from typing import Any
 
 from lightning_asym.envs.retail.db import DB
 from lightning_asym.envs.retail.env import amounts
-from lightning_asym.envs.retail.ops import ADDRESS_FIELDS
 from lightning_asym.envs.retail.tools import TOOLS, WRITE_TOOLS
 from lightning_asym.review.base import ReviewRequest
 from lightning_asym.review.retail_state import (
     Conversation,
     StateCache,
+    available_counts,
     dry_run,
     norm_order_id,
     read_conversation,
@@ -59,10 +61,14 @@ FORMAT_HINT = (
 _CLAIM_RE = re.compile(
     r"\b(?:has been|have been|is now|are now|will now|successfully)\b[^.;]*?"
     r"\b(?:cancel\w*|modif\w*|return\w*|exchang\w*|paid|chang\w*|updat\w*|swapp\w*)"
-    r"|\bwill now ship\b|\b(?:return|exchange)\b[^.;]*\bis requested\b|^\s*done\b",
+    r"|\bwill now ship\b|\b(?:return|exchange)\b[^.;]*\bis requested\b|^\s*done\b"
+    r"|\bdefault address (?:is now|has been)\b",
     re.IGNORECASE,
 )
 _ORDER_ID_RE = re.compile(r"#?\b(w\d{7})\b", re.IGNORECASE)
+_COUNT_RE = re.compile(
+    r"\b(\d+)\s+(?:available\s+(?:variants?|options|items)|variants?\s+(?:are\s+)?available)\b"
+)
 _ASKS_RE = re.compile(r"\bconfirm\b|yes/no|\bproceed\?", re.IGNORECASE)
 
 Finding = tuple[str, str]
@@ -73,7 +79,7 @@ class RetailRuleCritic:
     """Reviews retail proposals with the policy's checkable rules (see the module docstring).
 
     Args:
-        check_replies: also check replies to the user (made-up amounts, claimed changes).
+        check_replies: also check replies to the user (made-up amounts and counts, claimed changes).
         cache_size: current databases kept, keyed by task seed and the writes so far.
     """
 
@@ -91,16 +97,9 @@ class RetailRuleCritic:
     def check(self, request: ReviewRequest) -> Finding | None:
         """The first rule `request`'s proposal breaks, or None when every rule holds."""
         action = request.action
-        if action is None:
-            return (
-                "tool-call format",
-                f"your output could not be parsed ({request.parse_error}); {FORMAT_HINT}.",
-            )
-        if not isinstance(action.name, str) or not isinstance(action.kwargs, dict):
-            return (
-                "tool-call format",
-                f"the action must have a tool name and a JSON object of arguments; {FORMAT_HINT}.",
-            )
+        if action is None or not isinstance(action.name, str) or not isinstance(action.kwargs, dict):
+            why = request.parse_error or "it needs a tool name and a JSON object of arguments"
+            return "tool-call format", f"your output could not be parsed ({why}); {FORMAT_HINT}."
         conv = read_conversation(request.messages)
         if action.is_reply:
             return self._check_reply(action.content, conv) if self.check_replies else None
@@ -150,6 +149,16 @@ class RetailRuleCritic:
                 f"{listed} appears in no tool result of this conversation; state amounts exactly as the "
                 "tools gave them (look them up first if needed).",
             )
+        counts = available_counts(conv) if _COUNT_RE.search(text) else {}
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            said = _COUNT_RE.search(sentence)
+            named = [(n, c) for n, c in counts.items() if said and n in sentence.lower()]
+            if len(named) == 1 and int(said.group(1)) != named[0][1]:
+                return (
+                    "no made-up facts",
+                    f"the product details list {named[0][1]} available variants of {named[0][0]}, not "
+                    f"{said.group(1)}; state facts exactly as the tools gave them.",
+                )
         if _ASKS_RE.search(text):
             return None
         for sentence in re.split(r"(?<=[.!?])\s+", text):
@@ -259,7 +268,7 @@ def _undescribed(action: Action, described: str, db: DB) -> str | None:
     if "reason" in kw and not _has(t, kw["reason"]):
         return f"the reason {kw['reason']!r}"
     for f in ("address1", "zip"):
-        if f in kw and f in ADDRESS_FIELDS and not _has(t, kw[f]):
+        if f in kw and not _has(t, kw[f]):
             return f"the {f} {kw[f]!r}"
     order = db["orders"].get(norm_order_id(kw.get("order_id", "")))
     if order is None:
