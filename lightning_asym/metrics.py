@@ -59,9 +59,10 @@ CRITIC_COUNTS = ("tp", "fp", "fn", "tn", "reviews", "unparsed", "intervened", "r
 def critic_counts(trajectory) -> dict[str, int]:
     """The critic's record on one supervised trajectory, scored against the env's own judgement.
 
-    Every reviewed proposal with an env label (`Proposal.label["deviation"]`) is a true
-    positive (revise, deviates), false positive (revise, fine), false negative (approve,
-    deviates) or true negative. `intervened` counts turns with at least one revise;
+    Every reviewed proposal with an env label is a true positive (revise, faulty), false
+    positive (revise, fine), false negative (approve, faulty) or true negative. A proposal is
+    faulty when it deviates from the gold plan or breaks a policy rule (`label["deviation"]`
+    or `label["violation"]`): a correct write made without the user's "yes" is still wrong. `intervened` counts turns with at least one revise;
     `revised_ok` those of them whose action that went out does not deviate (the revision
     fixed the problem, or the critic's alarm was false and the action was fine anyway).
     """
@@ -74,7 +75,8 @@ def critic_counts(trajectory) -> dict[str, int]:
         for p in reviewed:
             if p.label is None:
                 continue
-            bad, flagged = bool(p.label.get("deviation")), not p.review.approved
+            bad = bool(p.label.get("deviation") or p.label.get("violation"))
+            flagged = not p.review.approved
             c["tp" if bad and flagged else "fp" if flagged else "fn" if bad else "tn"] += 1
         if any(not p.review.approved for p in reviewed):
             c["intervened"] += 1

@@ -68,6 +68,13 @@ def test_critic_counts_against_hand_count():
     assert rates["unparsed_rate"] == pytest.approx(1 / 6)
 
 
+def test_a_policy_violation_counts_as_faulty_even_on_the_gold_plan():
+    p = Proposal(
+        "x", Action.reply("x"), review=Review("revise"), label={"deviation": False, "violation": "no yes"}
+    )
+    assert critic_counts(Trajectory("a", turns=[_turn(0, [p], False)]))["tp"] == 1
+
+
 def test_critic_rates_are_nan_when_nothing_to_count():
     rates = critic_rates(dict.fromkeys(CRITIC_COUNTS, 0))
     assert all(math.isnan(v) for v in rates.values())
