@@ -14,7 +14,7 @@ from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.oracle import NoisyOracleBackend
 from lightning_asym.envs.retail import POLICY, WRITE_TOOLS, RetailEnv
 from lightning_asym.review import GenerativeCritic, Reviewer, ReviewRequest
-from lightning_asym.review.format import INSTRUCTION
+from lightning_asym.review.format import INSTRUCTION, parse_verdict
 from lightning_asym.rollout import RolloutEngine, SupervisionConfig
 from lightning_asym.types import Action, Message, Task
 
@@ -137,6 +137,18 @@ def test_policy_in_the_system_prompt_unless_disabled_and_max_messages():
     assert without_policy[0].content == INSTRUCTION
     transcript = without_policy[1].content
     assert "message 9" in transcript and "message 7" in transcript and "message 6" not in transcript
+
+
+def test_few_shot_examples_come_between_the_system_prompt_and_the_request():
+    backend = Canned(["VERDICT: approve"])
+    GenerativeCritic(backend).review([request()])
+    GenerativeCritic(backend, few_shot=True).review([request()])
+    plain, shots = (c["prompts"][0] for c in backend.calls)
+    assert [m.role for m in plain] == ["system", "user"]
+    assert [m.role for m in shots] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert shots[0] == plain[0] and shots[-1] == plain[-1]
+    assert [parse_verdict(m.content)[0] for m in shots[2:5:2]] == ["revise", "approve"]
+    assert shots[1].content.startswith("Conversation so far:") and "Proposed next action:" in shots[3].content
 
 
 def test_invalid_settings_name_the_config_key():

@@ -21,13 +21,32 @@ from collections.abc import Sequence
 
 from lightning_asym.backends.base import ChatBackend, SamplingParams
 from lightning_asym.review.base import ReviewRequest
-from lightning_asym.review.format import VERDICTS, parse_verdict, review_prompt
-from lightning_asym.types import APPROVE, REVISE, Message, Review
+from lightning_asym.review.format import VERDICTS, format_verdict, parse_verdict, review_prompt
+from lightning_asym.types import APPROVE, REVISE, Action, Message, Review
 
 DEFAULT_SAMPLING = SamplingParams(max_new_tokens=48, temperature=0.0, stop=["\n\n"])
 """Greedy, two short lines: the answer ends at a blank line, the end of the turn or 48 tokens."""
 
 MODEL_SHORTCUTS = ("tiny", "smollm2")
+
+_EXAMPLE_USER = Message("user", content="Hi, please cancel my order #W1234567, I no longer need it.")
+FEW_SHOT: tuple[tuple[list[Message], Action, str], ...] = (
+    (
+        [_EXAMPLE_USER],
+        Action("cancel_pending_order", {"order_id": "#W1234567", "reason": "no longer needed"}),
+        format_verdict(REVISE, "The user is not authenticated yet: find their user id by email first."),
+    ),
+    (
+        [
+            _EXAMPLE_USER,
+            Message("assistant", content="Sure. Could you give me your email address?"),
+            Message("user", content="It is ana.lee@example.com"),
+        ],
+        Action("find_user_id_by_email", {"email": "ana.lee@example.com"}),
+        format_verdict(APPROVE),
+    ),
+)
+"""Worked examples for `few_shot`: (transcript, proposed action, answer)."""
 
 
 def review_seed(seed: int, prompt: Sequence[Message]) -> int:
@@ -59,6 +78,11 @@ class GenerativeCritic:
             `"approve"` (an unsure critic lets the action through) or `"revise"`.
         max_feedback_chars: feedback longer than this is cut before it reaches the actor.
         seed: base of each review's sampling seed (only matters when sampling is not greedy).
+        few_shot: put worked examples (`FEW_SHOT`: one revise, one approve) as earlier chat turns
+            between the system prompt and the request. Small instruct models that ignore the
+            format zero-shot then answer in it (SmolLM2-135M: 0 of 12 answers parsed without,
+            6 of 6 with). Leave it off for a critic fine-tuned on `example_prompt`, which was
+            trained without examples.
 
     Counts since construction: `num_reviews`, `num_unparsed`, `num_revise` and `num_tokens`
     (generated tokens); `stats()` gives them with the rates.
@@ -73,6 +97,7 @@ class GenerativeCritic:
         default_verdict: str = APPROVE,
         max_feedback_chars: int = 300,
         seed: int = 0,
+        few_shot: bool = False,
     ) -> None:
         if default_verdict not in VERDICTS:
             raise ValueError(
@@ -102,6 +127,12 @@ class GenerativeCritic:
         self.default_verdict = default_verdict
         self.max_feedback_chars = max_feedback_chars
         self.seed = seed
+        self.few_shot = few_shot
+        self._examples = [
+            turn
+            for messages, action, answer in FEW_SHOT
+            for turn in (review_prompt(messages, action)[-1], Message("assistant", content=answer))
+        ]
         self.num_reviews = 0
         self.num_unparsed = 0
         self.num_revise = 0
@@ -109,7 +140,7 @@ class GenerativeCritic:
 
     def prompt(self, request: ReviewRequest) -> list[Message]:
         """The chat prompt the critic model reads for one request."""
-        return review_prompt(
+        prompt = review_prompt(
             request.messages,
             request.action,
             request.text,
@@ -117,6 +148,7 @@ class GenerativeCritic:
             include_policy=self.include_policy,
             max_messages=self.max_messages,
         )
+        return [prompt[0], *self._examples, *prompt[1:]] if self.few_shot else prompt
 
     def review(self, requests: Sequence[ReviewRequest]) -> list[Review]:
         """One `Review` per request, in order, from one batched call of the backend."""
