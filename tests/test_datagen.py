@@ -167,6 +167,18 @@ def test_branch_labels_compare_success_rates():
     # one lucky sample does not outrank a well-tried action (posterior means 4/6 and 2/3)
     mixed = [Sample("a", CANCEL, True)] * 3 + [Sample("a", CANCEL, False), Sample("b", WRONG, True)]
     assert {e.verdict for e in branch_labels(traj, 1, mixed, margin=0.0)} == {APPROVE}
+    # an action the env flags is neither approved nor the better one, however often it succeeds
+    flagged = [Sample("skip", WRONG, True, flagged=True)] * 4 + [
+        Sample("a", CANCEL, True),
+        Sample("b", FIND, False),
+    ]
+    out = branch_labels(traj, 1, flagged, margin=0.2)
+    assert [(e.text, e.verdict) for e in out] == [("a", APPROVE), ("b", REVISE)]
+    assert out[1].feedback.endswith(
+        'cancel_pending_order({"order_id": "#W123", "reason": "no longer needed"}).'
+    )
+    # within the margin but never successful: no evidence either way, no label
+    assert [e.text for e in branch_labels(traj, 1, flagged, margin=0.4)] == ["a"]
     # nothing succeeded: nothing shows a better action
     assert branch_labels(traj, 1, [Sample("a", CANCEL, False), Sample("b", WRONG, False)]) == []
 
@@ -425,3 +437,34 @@ def test_cli_predict_datagen_tiny_writes_train_and_validation(tmp_path, monkeypa
     assert {e.verdict for e in train} == {APPROVE, REVISE}
     assert val and not {e.task_id for e in train} & {e.task_id for e in val}
     assert json.loads((out / "summary.json").read_text())["tasks"] == 8
+
+
+@pytest.mark.slow
+def test_cli_predict_under_ddp_shards_tasks_by_rank(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    args = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.enable_progress_bar", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lightning_asym.cli",
+        "predict",
+        "--config",
+        str(CONFIGS / "datagen_tiny.yaml"),
+    ]
+    proc = subprocess.run([*cmd, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    out = tmp_path / "data" / "critic_tiny"
+    ranks = [_ledger_ids_of(out / "shards" / f"done.rank{r}.jsonl") for r in (0, 1)]
+    assert ranks[0] and ranks[1] and not set(ranks[0]) & set(ranks[1])
+    assert len(ranks[0]) + len(ranks[1]) == 8
+    train = read_jsonl(out / "train.jsonl", CriticExample)
+    assert {e.task_id for e in train} <= set(ranks[0]) | set(ranks[1])
+    assert {e.task_id for e in train} & set(ranks[1]), "rank 1's examples must reach the splits"
+
+
+def _ledger_ids_of(path: Path) -> list[str]:
+    return [json.loads(x)["task_id"] for x in path.read_text().splitlines()]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lightning_asym.backends.base import ChatBackend
-from lightning_asym.datagen.labels import Sample, branch_labels, first_deviation
+from lightning_asym.datagen.labels import Sample, branch_labels, deviated, first_deviation
 from lightning_asym.datagen.prefix import Prefix, PrefixEngine, ReplayMismatch, replay
 from lightning_asym.review.format import render_transcript
 from lightning_asym.rollout.engine import episode_seed
@@ -103,8 +103,12 @@ def branch(
     for i, (task, traj, t) in enumerate(points):
         mine = by_point.get(i, [])
         turn = traj.turns[t]
-        samples = [Sample(turn.text, turn.action, traj.success)]
-        samples += [Sample(r.turns[t].text, r.turns[t].action, r.success) for r in mine if len(r.turns) > t]
+        samples = [Sample(turn.text, turn.action, traj.success, deviated(turn.info))]
+        samples += [
+            Sample(r.turns[t].text, r.turns[t].action, r.success, deviated(r.turns[t].info))
+            for r in mine
+            if len(r.turns) > t
+        ]
         priv = (privileged or {}).get(task.id, "")
         examples = branch_labels(traj, t, samples, margin, priv)
         stats[task.id].points += 1

@@ -10,7 +10,8 @@ Two sources, both without touching the actor:
   deviation failed for a reason nobody detected, so its turns are not approved.
 * **branch** (`branch_labels`): the first actions of re-rolls from one prefix, each with
   the success of its continuation; actions that succeed about as often as the best one
-  are approved, the others get `revise` naming the better action.
+  are approved, the others get `revise` naming the better action. Actions the env flags
+  are left to the gold labels (a broken rule is wrong even when the episode succeeds).
 """
 
 from __future__ import annotations
@@ -239,6 +240,8 @@ class Sample:
     text: str
     action: Action | None
     success: bool
+    flagged: bool = False
+    """The env judged the action off-plan (or it did not parse): gold labels cover it."""
 
 
 def branch_labels(
@@ -251,34 +254,39 @@ def branch_labels(
     """Label the distinct actions proposed at `traj`'s turn `turn` from their continuations.
 
     Each distinct action's success rate is the posterior mean `(successes + 1) / (n + 2)`, so
-    one lucky sample does not outrank a well-tried action. Actions within `margin` of the best
-    rate are approved; the others get `revise` naming the best action. When no sample
-    succeeded nothing is labelled (nothing shows what would have been better).
+    one lucky sample does not outrank a well-tried action. An action more than `margin` below
+    the best rate gets `revise` naming the best action; one within the margin is approved if
+    it succeeded at least once (otherwise the evidence says nothing and it is left out).
+    Flagged actions are left to the gold labels: a rule broken is wrong however the episode
+    ended, so such an action is neither approved nor taken as the better one. When no
+    unflagged sample succeeded nothing is labelled (nothing shows what would have been better).
     """
     groups: dict[str, list[Sample]] = {}
     for s in samples:
-        groups.setdefault(action_key(s.action, s.text), []).append(s)
-    if not any(s.success for s in samples):
+        if not (s.flagged or s.action is None):
+            groups.setdefault(action_key(s.action, s.text), []).append(s)
+    if not any(s.success for g in groups.values() for s in g):
         return []
-    rate = {k: (sum(s.success for s in g) + 1) / (len(g) + 2) for k, g in groups.items()}
+    wins = {k: sum(s.success for s in g) for k, g in groups.items()}
+    rate = {k: (wins[k] + 1) / (len(g) + 2) for k, g in groups.items()}
     best_key = max(groups, key=lambda k: (rate[k], len(groups[k])))
     best = groups[best_key][0]
     best_render = render_action(best.action, best.text)
     messages = traj.messages[: traj.state_boundaries()[turn]]
     out = []
     for k, g in groups.items():
-        ok = rate[k] >= rate[best_key] - margin
-        feedback = (
-            "" if ok else f"This action leads to failure more often than this better action: {best_render}."
-        )
+        worse = rate[k] < rate[best_key] - margin
+        if not worse and wins[k] == 0:
+            continue
+        feedback = f"This action leads to failure more often than this better action: {best_render}."
         info = {
             "turn": turn,
             "samples": len(g),
-            "successes": sum(s.success for s in g),
+            "successes": wins[k],
             "success_rate": round(rate[k], 4),
             "best_rate": round(rate[best_key], 4),
         }
-        if not ok:
+        if worse:
             info["better_action"] = best_render
         out.append(
             _example(
@@ -286,8 +294,8 @@ def branch_labels(
                 messages,
                 g[0].text,
                 g[0].action,
-                APPROVE if ok else REVISE,
-                feedback,
+                REVISE if worse else APPROVE,
+                feedback if worse else "",
                 "branch",
                 privileged,
                 info,
