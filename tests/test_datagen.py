@@ -446,7 +446,7 @@ def test_cli_predict_under_ddp_shards_tasks_by_rank(tmp_path):
     import sys
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    args = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.enable_progress_bar", "false"]
+    args = ["--trainer.strategy", "ddp", "--trainer.devices", "2"]
     cmd = [
         sys.executable,
         "-m",
