@@ -225,16 +225,27 @@ def test_branching_a_fake_actor_approves_the_action_that_succeeds():
 
 def test_generate_mines_hard_tasks_and_labels_both_sources():
     env = RetailEnv(num_train=6, num_validation=0, num_test=0)
-    cfg = DataGenConfig(trials=2, hard_threshold=0.6, branch_rollouts=2, branch_turns=2)
-    results = generate(env.tasks("train"), env, NoisyOracleBackend(error_rate=0.3), cfg)
+    cfg = DataGenConfig(trials=3, hard_threshold=0.6, branch_rollouts=3, branch_turns=3)
+    results = generate(env.tasks("train"), env, NoisyOracleBackend(error_rate=0.15), cfg)
     assert [r.task_id for r in results] == [t.id for t in env.tasks("train")]
     assert all(r.hard == (r.pass_rate < 0.6) for r in results)
     assert any(r.hard for r in results)
-    sources = {e.source for r in results for e in r.examples}
-    assert sources == {"gold", "branch"}
+    labels = {(e.source, e.verdict) for r in results for e in r.examples}
+    assert labels == {("gold", APPROVE), ("gold", REVISE), ("branch", APPROVE), ("branch", REVISE)}
     assert all(("branch" in r.info) == r.hard for r in results if r.successes < r.trials)
     line = results[0].ledger()
     assert line["examples"] == len(results[0].examples) and line["task_id"] == results[0].task_id
+    # gold labels of hard tasks only, with the privileged task information for a privileged critic
+    cfg = DataGenConfig(trials=2, hard_threshold=0.6, gold_tasks="hard", branch_rollouts=0, privileged=True)
+    again = generate(env.tasks("train"), env, NoisyOracleBackend(error_rate=0.3), cfg)
+    assert all(bool(r.examples) <= r.hard for r in again) and any(r.examples for r in again)
+    task = env.tasks("train")[0]
+    assert all(
+        e.privileged == env.privileged(env.get_task("train", e.task_id)) for r in again for e in r.examples
+    )
+    assert env.privileged(task)
+    with pytest.raises(ValueError, match="model.gold_tasks"):
+        DataGenConfig(gold_tasks="some")
 
 
 # --------------------------------------------------------------------------- clean data

@@ -23,13 +23,20 @@ from lightning_asym.types import CriticExample, Task, Trajectory
 
 
 def select_turns(traj: Trajectory, n: int, seed: int = 0) -> list[int]:
-    """Up to `n` turns of `traj` to branch from: its first deviation (if any) and turns drawn
-    at random (seeded by task and trial) from those before it, in order."""
+    """Up to `n` turns of `traj` to branch from, in order: its first deviation (if any) and
+    turns drawn at random (seeded by task and trial) from those before it.
+
+    Where the env judges actions (`deviation` in the step info) but saw no deviation in this
+    failed episode, the mistake lies in what it cannot judge, free text, so the turns are
+    drawn from the replies.
+    """
     if n < 1:
         return []
     stop = first_deviation(traj)
     end = stop if stop is not None else len(traj.turns)
     pool = [t.index for t in traj.turns[:end] if t.action is not None]
+    if stop is None and any("deviation" in t.info for t in traj.turns):
+        pool = [i for i in pool if traj.turns[i].action.is_reply] or pool
     picked = [stop] if stop is not None else []
     rng = random.Random(f"{seed}/{traj.task_id}/{traj.trial}")
     picked += rng.sample(pool, min(n - len(picked), len(pool)))
@@ -61,7 +68,7 @@ def branch(
     *,
     rollouts: int,
     turns: int,
-    margin: float = 0.2,
+    margin: float = 0.1,
     seed: int = 0,
     privileged: dict[str, str] | None = None,
 ) -> tuple[dict[str, list[CriticExample]], dict[str, BranchStats]]:

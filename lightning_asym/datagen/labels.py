@@ -248,7 +248,7 @@ def branch_labels(
     traj: Trajectory,
     turn: int,
     samples: Sequence[Sample],
-    margin: float = 0.2,
+    margin: float = 0.1,
     privileged: str = "",
 ) -> list[CriticExample]:
     """Label the distinct actions proposed at `traj`'s turn `turn` from their continuations.

@@ -41,7 +41,7 @@ class CriticDataGen(LightningModule):
         gold_tasks: str = "all",
         branch_rollouts: int = 4,
         branch_turns: int = 3,
-        branch_margin: float = 0.2,
+        branch_margin: float = 0.1,
         max_turns: int | None = None,
         sampling: SamplingParams | None = None,
         seed: int = 0,

@@ -2,7 +2,8 @@
 
 Lightning shows no logged metrics during `predict`, so the figures go in the bar's
 description. They are counted from each batch's `TaskResult`s (whatever the callback
-order), starting from what the writer's ledgers say earlier runs finished.
+order), starting from what the writer's ledgers say earlier runs finished. Under DDP only
+rank zero shows a bar, so its figures count rank zero's share of this run.
 """
 
 from __future__ import annotations

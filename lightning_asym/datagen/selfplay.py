@@ -36,7 +36,7 @@ class DataGenConfig:
     """Re-rolls per branch point (m); 0 turns branching off."""
     branch_turns: int = 3
     """Branch points per failed trajectory of a hard task (the first deviation and earlier turns)."""
-    branch_margin: float = 0.2
+    branch_margin: float = 0.1
     """Actions whose success rate is within this of the best action's are approved."""
     max_turns: int | None = None
     """Truncate episodes after this many turns (default: the env's)."""

@@ -235,14 +235,3 @@ class CriticExampleWriter(BasePredictionWriter):
         }
         (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
-
-    # ------------------------------------------------------------------ progress
-    def progress(self) -> dict[str, Any]:
-        """Tasks done, examples written and the hard-task rate: every rank's earlier runs and
-        this run's tasks on this rank."""
-        n = len(self.done)
-        return {
-            "tasks": n,
-            "examples": sum(int(d.get("examples", 0)) for d in self.done.values()),
-            "hard_rate": sum(bool(d.get("hard")) for d in self.done.values()) / n if n else 0.0,
-        }
