@@ -116,7 +116,7 @@ def test_api_actor_with_a_local_critic_through_the_cli(server, tmp_path):
         "model.critic.init_args.sampling.max_new_tokens": "24",
         "model.critic.init_args.include_policy": "false",
         "model.critic.init_args.max_messages": "6",
-        "model.max_k": "2",  # 1 trips over a scalar pass^k in SupervisedAgent (reported)
+        "model.max_k": "1",
         "data.init_args.num_test_tasks": "2",
         "data.init_args.test_trials": "1",
         "data.init_args.batch_size": "2",

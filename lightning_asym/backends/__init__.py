@@ -13,6 +13,7 @@ __all__ = [
     "parse_action",
     "tools_prompt",
     "TransformersBackend",
+    "OpenAIBackend",
     "byte_tokenizer",
     "bpe_tokenizer",
     "tiny_causal_lm",
@@ -24,6 +25,7 @@ __all__ = [
 # Backends that need torch/transformers load on first use, so `import lightning_asym.backends` stays cheap.
 _LAZY = {
     "TransformersBackend": "lightning_asym.backends.hf",
+    "OpenAIBackend": "lightning_asym.backends.openai",
     "byte_tokenizer": "lightning_asym.backends.tiny",
     "bpe_tokenizer": "lightning_asym.backends.tiny",
     "tiny_causal_lm": "lightning_asym.backends.tiny",

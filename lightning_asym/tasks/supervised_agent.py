@@ -128,7 +128,7 @@ class SupervisedAgent(LightningModule):
     def _finish(self, stage: str) -> None:
         m = self.stage_metrics[stage]
         figures: dict[str, float] = {}
-        for k, v in enumerate(m["pass_hat_k"].compute().tolist(), start=1):
+        for k, v in enumerate(m["pass_hat_k"].compute().reshape(-1).tolist(), start=1):
             figures[f"pass^{k}"] = v
         counts = m["counts"].compute()
         figures["intervention_rate"] = ratio(counts["intervened"], counts["turns"])
