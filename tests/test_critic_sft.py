@@ -203,9 +203,15 @@ def test_full_fine_tuning_lowers_the_training_loss(data_dir, tmp_path, examples)
 
 
 def test_lora_trains_only_adapters_and_the_merged_critic_loads_back(data_dir, tmp_path, examples):
-    m = module(method="lora", lora={"r": 4, "alpha": 8}, lr=1e-2, save_dir=str(tmp_path / "critic"))
+    m = module(
+        method="lora",
+        lora={"r": 4, "alpha": 8, "top_layers": 1},
+        tiny={**TINY, "num_layers": 2},
+        lr=1e-2,
+        save_dir=str(tmp_path / "critic"),
+    )
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
-    assert trainable and all("lora_" in n for n in trainable)
+    assert trainable and all("lora_" in n and ".layers.1." in n for n in trainable)
     frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
     adapters = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
     trainer(tmp_path, 4, limit_val_batches=0).fit(m, CriticDataModule(str(data_dir), batch_size=4))
@@ -232,6 +238,8 @@ def test_bad_method_and_lora_options_name_the_config_key():
         module(method="lora", lora={"target_modules": ["no_such_proj"]})
     with pytest.raises(UserError, match=r"model\.init_args\.lora"):
         module(method="lora", lora={"rank": 4})
+    with pytest.raises(UserError, match=r"model\.init_args\.lora\.top_layers"):
+        module(method="lora", lora={"top_layers": 3})
 
 
 def test_the_saved_critic_reviews_through_generative_critic(data_dir, tmp_path, examples):

@@ -51,7 +51,9 @@ def lora_config(model: torch.nn.Module, options: dict[str, Any] | None) -> Any:
     """A peft `LoraConfig` for a causal LM from `lora` options (`alpha`/`dropout` short names work).
 
     Defaults: r=16, alpha=32, dropout 0.05, every attention and MLP projection of a
-    llama-style model; a model without those module names gets `"all-linear"`.
+    llama-style model; a model without those module names gets `"all-linear"`. `top_layers: k`
+    puts adapters on the last k layers only: the backward pass then stops below them, which
+    on a CPU roughly halves a step of SmolLM2 with k=8 of its 30 layers.
     """
     try:
         from peft import LoraConfig
@@ -62,6 +64,14 @@ def lora_config(model: torch.nn.Module, options: dict[str, Any] | None) -> Any:
     kwargs = dict(LORA_DEFAULTS)
     for key, value in (options or {}).items():
         kwargs[LORA_ALIASES.get(key, key)] = value
+    top = kwargs.pop("top_layers", None)
+    if top is not None:  # adapters on the last layers only: backward stops below them
+        n = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
+        if not 1 <= int(top) <= n:
+            raise UserError(
+                f"model.init_args.lora.top_layers must be in 1..{n} (the model's layers), got {top}"
+            )
+        kwargs["layers_to_transform"] = list(range(n - int(top), n))
     if "target_modules" not in (options or {}):
         names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
         if not names & set(LLAMA_TARGETS):
