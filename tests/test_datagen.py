@@ -21,7 +21,7 @@ from lightning_asym.datagen import (
     generate,
     gold_labels,
 )
-from lightning_asym.datagen.balance import balance, dedupe, prepare, split_tasks
+from lightning_asym.datagen.balance import balance, dedupe, example_key, prepare, split_tasks
 from lightning_asym.datagen.branching import branch
 from lightning_asym.datagen.data import shard
 from lightning_asym.datagen.labels import Sample
@@ -233,6 +233,9 @@ def test_generate_mines_hard_tasks_and_labels_both_sources():
     labels = {(e.source, e.verdict) for r in results for e in r.examples}
     assert labels == {("gold", APPROVE), ("gold", REVISE), ("branch", APPROVE), ("branch", REVISE)}
     assert all(("branch" in r.info) == r.hard for r in results if r.successes < r.trials)
+    for r in results:  # trials share clean prefixes; each (context, action) is kept once per task
+        assert len({example_key(e) for e in r.examples}) == len(r.examples)
+    assert sum(r.info["duplicates"] for r in results) > 0
     line = results[0].ledger()
     assert line["examples"] == len(results[0].examples) and line["task_id"] == results[0].task_id
     # gold labels of hard tasks only, with the privileged task information for a privileged critic

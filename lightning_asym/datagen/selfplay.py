@@ -3,7 +3,8 @@
 `generate` is the whole per-batch pipeline without Lightning: `k` trials of every task in
 one lock-step batch, a task is *hard* when its pass rate is below `hard_threshold`, gold
 labels come from the trajectories (`labels.gold_labels`), and the failed trajectories of
-hard tasks are branched (`branching.branch`). The actor is only ever asked for actions.
+hard tasks are branched (`branching.branch`). A task's examples are deduplicated (trials
+share their clean prefixes). The actor is only ever asked for actions.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lightning_asym.backends.base import ChatBackend, SamplingParams
+from lightning_asym.datagen.balance import dedupe
 from lightning_asym.datagen.branching import branch
 from lightning_asym.datagen.labels import first_deviation, gold_labels
 from lightning_asym.datagen.prefix import PrefixEngine, ReplayMismatch, replay
@@ -149,4 +151,8 @@ def generate(
             res.examples += branched.get(res.task_id, [])
             if res.task_id in stats:
                 res.info["branch"] = asdict(stats[res.task_id])
+    for res in results:
+        # trials share their clean prefixes: write each (context, action) once, the most trusted label
+        res.examples, counts = dedupe(res.examples)
+        res.info["duplicates"] = counts["duplicates"]
     return results
