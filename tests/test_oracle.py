@@ -10,6 +10,7 @@ from toy_env import GuessEnv
 from lightning_asym.backends.oracle import MODES, NoisyOracleBackend
 from lightning_asym.backends.toolcalls import TOOL_OPEN, parse_action
 from lightning_asym.envs.retail import RetailEnv
+from lightning_asym.envs.retail.tools import WRITE_TOOLS
 from lightning_asym.rollout.engine import RolloutEngine
 from lightning_asym.types import REVISION_PREFIX, Message
 
@@ -164,15 +165,38 @@ def test_revision_fixes_injected_mistakes(env):
     assert success_rate(env, stubborn, tasks, critic=env_critic) < 0.5
 
 
-def test_rejected_clean_proposal_is_repeated(env):
-    task = env.tasks("test")[0]
-    oracle = NoisyOracleBackend(error_rate=0.0)
+def _reject_first(env, oracle, task):
     msgs = env.fork().reset(task)
     oracle.start("k", task)
     (c,) = oracle.complete([msgs], keys=["k"], seeds=[0])
     view = [*msgs, Message("assistant", content=c.text), Message("user", content=f"{REVISION_PREFIX} no")]
     (again,) = oracle.complete([view], keys=["k/revision"], seeds=[1])
+    return c, again
+
+
+def test_rejected_clean_proposal_is_repeated_unless_misled(env):
+    task = env.tasks("test")[0]
+    c, again = _reject_first(env, NoisyOracleBackend(error_rate=0.0, misled_prob=0.0), task)
     assert again.text == c.text
+    c, misled = _reject_first(env, NoisyOracleBackend(error_rate=0.0, misled_prob=1.0), task)
+    assert misled.action.name == "transfer_to_human_agents"  # a correct lookup, talked out of it
+
+
+def test_misled_write_gets_a_wrong_argument(env):
+    task = env.tasks("test")[0]
+    oracle = NoisyOracleBackend(error_rate=0.0, misled_prob=1.0)
+    e = env.fork()
+    msgs = e.reset(task)
+    oracle.start("k", task)
+    for step in range(40):  # play cleanly up to the first write, then reject it
+        (c,) = oracle.complete([msgs], keys=["k"], seeds=[step])
+        if c.action.name in WRITE_TOOLS:
+            break
+        msgs += [c.action.to_message(f"call_{step}", text=c.text), *e.step(c.action).messages]
+    view = [*msgs, Message("assistant", content=c.text), Message("user", content=f"{REVISION_PREFIX} no")]
+    (bad,) = oracle.complete([view], keys=["k/revision"], seeds=[99])
+    assert bad.action.name == c.action.name and bad.action.kwargs != c.action.kwargs
+    assert e.check_action(bad.action)["deviation"] and not e.check_action(c.action)["deviation"]
 
 
 def test_rollout_engine_and_generic_tasks(env):

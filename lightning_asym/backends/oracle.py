@@ -23,7 +23,10 @@ given to `complete` and a per-key call counter, so runs are reproducible.
 Critic feedback: when the conversation ends with a user message starting with
 `REVISION_PREFIX` (after the rejected proposal), the oracle proposes again and fixes its
 injected mistake with probability `fix_prob` (otherwise it repeats it). A clean proposal
-that was rejected is proposed again unchanged.
+that was rejected (a false alarm) is proposed again unchanged, except that with probability
+`misled_prob` the actor takes the wrong feedback to heart, as LLM agents do: a correct write
+comes back with a wrong argument, and any other correct action turns into giving up (a
+transfer to a human). So a critic's false alarms cost success, not only tokens.
 
 Tasks without retail `data["intents"]` get a generic plan: call the gold actions in order,
 then say "Done.".
@@ -63,6 +66,7 @@ class NoisyOracleBackend(TextPolicyBackend):
         unauthenticated_write, give_up, premature_end, skipped_confirmation, wrong_order,
         wrong_argument, hallucinated_output: per-mode probabilities (see the module docstring).
         fix_prob: probability that a revision request fixes an injected mistake.
+        misled_prob: probability that a revision request on a correct proposal makes it wrong.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class NoisyOracleBackend(TextPolicyBackend):
         wrong_argument: float | None = None,
         hallucinated_output: float | None = None,
         fix_prob: float = 0.8,
+        misled_prob: float = 0.3,
     ) -> None:
         super().__init__()
         given = dict(
@@ -89,10 +94,13 @@ class NoisyOracleBackend(TextPolicyBackend):
             hallucinated_output=hallucinated_output,
         )
         self.rates = {m: error_rate if r is None else r for m, r in given.items()}
-        for name, p in [("error_rate", error_rate), ("fix_prob", fix_prob), *self.rates.items()]:
+        self.rates["misled"] = misled_prob
+        checked = [("error_rate", error_rate), ("fix_prob", fix_prob), ("misled_prob", misled_prob)]
+        for name, p in [*checked, *self.rates.items()]:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         self.fix_prob = fix_prob
+        self.misled_prob = misled_prob
         self.opportunities: Counter[str] = Counter()
         """How often each failure mode could have struck (for measuring rates)."""
         self.injected: Counter[str] = Counter()
@@ -120,9 +128,24 @@ class NoisyOracleBackend(TextPolicyBackend):
             return format_action(self._noisy(base, task, rng))
         # a revision request: fix an injected mistake with probability fix_prob
         clean = format_action(self._clean(base, task))
-        if rejected.strip() == clean.strip() or rng.random() < self.fix_prob:
+        if rejected.strip() == clean.strip():  # a false alarm
+            if self._strike("misled", rng):
+                return format_action(self._misled(base, task, rng))
             return clean
-        return rejected
+        return clean if rng.random() < self.fix_prob else rejected
+
+    def _misled(self, conv: list[Message], task: Task, rng: random.Random) -> Action:
+        """What a correct action becomes when the actor believes a wrong revision request."""
+        if "intents" in task.data:
+            step = plan.next_step(conv, task, force_auth=True)
+            is_write = step.tag == "write"
+        else:
+            step_action = _generic_step(conv, task)
+            is_write = not step_action.is_reply
+        if is_write:
+            action = self._clean(conv, task)
+            return plan.wrong_argument(action, conv, task, rng)
+        return Action(plan.TRANSFER, {"summary": plan.GIVE_UP_SUMMARY})
 
     def _clean(self, conv: list[Message], task: Task) -> Action:
         if "intents" in task.data:
