@@ -214,7 +214,8 @@ def test_lora_trains_only_adapters_and_the_merged_critic_loads_back(data_dir, tm
     assert trainable and all("lora_" in n and ".layers.1." in n for n in trainable)
     frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
     adapters = {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
-    trainer(tmp_path, 4, limit_val_batches=0).fit(m, CriticDataModule(str(data_dir), batch_size=4))
+    fit = trainer(tmp_path, 4, limit_val_batches=0)
+    fit.fit(m, CriticDataModule(str(data_dir), batch_size=4))
     params = dict(m.named_parameters())
     assert all(torch.equal(params[n], p) for n, p in frozen.items())
     assert any(not torch.equal(params[n], p) for n, p in adapters.items())
@@ -229,6 +230,13 @@ def test_lora_trains_only_adapters_and_the_merged_critic_loads_back(data_dir, tm
     assert torch.allclose(merged, adapted, atol=1e-4)
     out = backend.complete([example_prompt(examples[1])], sampling=SamplingParams(max_new_tokens=6))
     assert out[0].num_completion_tokens > 0
+
+    fit.save_checkpoint(tmp_path / "lora.ckpt")  # adapters only; the base is rebuilt from `tiny`
+    state = torch.load(tmp_path / "lora.ckpt", weights_only=False)["state_dict"]
+    assert set(state) == set(adapters)
+    resumed = CriticSFT.load_from_checkpoint(tmp_path / "lora.ckpt").eval()
+    with torch.no_grad():
+        assert torch.equal(resumed.model(input_ids=ids).logits, adapted)
 
 
 def test_bad_method_and_lora_options_name_the_config_key():

@@ -150,6 +150,7 @@ class CriticSFT(LightningModule):
             except ValueError as e:  # e.g. target modules the model does not have
                 raise UserError(f"model.init_args.lora: {e}") from e
         self.model = hf.train()
+        self.strict_loading = method != "lora"  # LoRA checkpoints hold the adapters only
         self.val_accuracy = BinaryAccuracy()
         self.val_precision = BinaryPrecision()
         self.val_recall = BinaryRecall()
@@ -255,6 +256,11 @@ class CriticSFT(LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.method == "lora":  # the frozen base is rebuilt from `model` at init
+            keep = {n for n, p in self.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     # ------------------------------------------------------------------ output
 
