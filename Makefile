@@ -9,7 +9,7 @@ EXTRAS ?= dev,real,lora,serve
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test test-fast lint format bench clean
+.PHONY: setup quickstart test test-fast lint format bench critic-pipeline clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,5 +44,12 @@ format: setup
 bench: setup  ## rollout throughput of the engine against a naive loop
 	$(BIN)/python tools/bench_rollout.py
 
+critic-pipeline: setup  ## tiny models: mine critic data, fine-tune a critic, supervise with it
+	$(BIN)/lightning-asym predict --config configs/critic/datagen_tiny.yaml
+	$(BIN)/lightning-asym fit --config configs/critic/sft_tiny.yaml --data.init_args.path data/critic_tiny \
+		--model.init_args.save_dir runs/critic_pipeline/critic
+	$(BIN)/lightning-asym test --config configs/critic/test_tiny.yaml \
+		--model.init_args.critic.init_args.backend runs/critic_pipeline/critic
+
 clean:
-	rm -rf $(VENV) runs lightning_logs .pytest_cache
+	rm -rf $(VENV) runs lightning_logs .pytest_cache data/critic_tiny
