@@ -135,15 +135,25 @@ def test_loss_mask_covers_exactly_the_answer_tokens(examples):
     assert not batch["feedback_mask"][1].any()  # an approve answer has no feedback
 
 
-def test_truncation_cuts_the_prompt_from_the_left_and_keeps_the_answer(examples):
-    m = module(max_length=150, include_policy=True)
-    ex = examples[3]
-    full = m.encoder.prompt_ids(ex)
-    enc = m.encoder.encode(ex)
-    answer = enc.ids[enc.answer_start :]
-    assert m.tokenizer.decode(answer) == format_verdict("revise", ex.feedback) + "<|im_end|>"
-    assert len(enc.ids) == 150 and enc.ids[: enc.answer_start] == full[-enc.answer_start :]
-    assert enc.dropped == len(full) - enc.answer_start > 0
+def test_a_long_prompt_keeps_the_latest_messages_that_fit_and_the_whole_answer(examples):
+    ex = examples[3]  # five transcript messages
+    enc = module(max_messages=None).encoder
+    answer, _ = enc.answer(ex.verdict, ex.feedback)
+    by_k = {k: enc.prompt_ids(ex, k) for k in range(1, 6)}
+    assert [len(by_k[k]) for k in range(1, 6)] == sorted({len(p) for p in by_k.values()})
+
+    fits_3 = module(max_messages=None, max_length=len(answer) + len(by_k[3])).encoder.encode(ex)
+    assert fits_3.ids == by_k[3] + answer and fits_3.shortened and fits_3.dropped == 0
+    head = by_k[5][:40]  # the instruction still opens the prompt, as at review time
+    assert fits_3.ids[:40] == head and fits_3.ids[fits_3.answer_start :] == answer
+
+    assert module(max_messages=3, max_length=len(answer) + len(by_k[3])).encoder.encode(ex).shortened is False
+
+    tight = module(max_messages=None, max_length=len(answer) + len(by_k[1]) - 5).encoder.encode(ex)
+    assert tight.ids == by_k[1][5:] + answer and tight.dropped == 5  # last resort: cut the first tokens
+    assert module().tokenizer.decode(tight.ids[tight.answer_start :]) == (
+        format_verdict("revise", ex.feedback) + "<|im_end|>"
+    )
     with pytest.raises(UserError, match=r"model\.init_args\.max_length"):
         module(max_length=20).encoder.encode(ex)
 

@@ -165,13 +165,15 @@ class EncodedExample:
     """One example's token ids: the rendered prompt (possibly cut on the left), then the answer.
 
     `feedback` holds the indices (into `ids`) of the answer tokens that spell the feedback.
-    `dropped` counts the prompt tokens cut to fit `max_length`.
+    `shortened` says the prompt lost transcript messages to fit `max_length`; `dropped` counts
+    the prompt tokens cut on the left when even one message did not fit.
     """
 
     ids: list[int]
     answer_start: int
     feedback: list[int]
     revise: bool
+    shortened: bool = False
     dropped: int = 0
 
 
@@ -188,8 +190,8 @@ class CriticEncoder:
         tokenizer: the critic's tokenizer.
         render: messages -> the prompt text (chat template, generation prompt added).
         end_of_turn: what ends the assistant's turn in that template (e.g. `<|im_end|>`).
-        max_length: most tokens of prompt + answer; longer prompts lose their first tokens
-            (the answer is never cut).
+        max_length: most tokens of prompt + answer; see `encode` for how a longer prompt is
+            shortened (the answer is never cut).
         include_policy, max_messages: `example_prompt` options (the critic's prompt options).
     """
 
@@ -214,9 +216,39 @@ class CriticEncoder:
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prompt_ids(self, example: CriticExample) -> list[int]:
-        messages = example_prompt(example, include_policy=self.include_policy, max_messages=self.max_messages)
+    def prompt_ids(self, example: CriticExample, max_messages: int | None = None) -> list[int]:
+        """The rendered prompt's ids, with the latest `max_messages` (default: the critic's own)."""
+        keep = max_messages if max_messages is not None else self.max_messages
+        messages = example_prompt(example, include_policy=self.include_policy, max_messages=keep)
         return self._encode(self.render(messages))
+
+    def fit_prompt(self, example: CriticExample, room: int) -> tuple[list[int], bool, int]:
+        """The prompt in at most `room` tokens: `(ids, shortened, tokens dropped)`.
+
+        A prompt that is too long keeps the most transcript messages that fit (the latest
+        ones, after the `...` line, as `max_messages` renders them), so it still starts with
+        the instruction and reads like a review-time prompt. Cutting the first tokens instead
+        would teach the critic that prompts without the instruction's opening are the long
+        ones, and the critic reviews full prompts. Only when the last message alone does not
+        fit are the prompt's first tokens cut.
+        """
+        prompt = self.prompt_ids(example)
+        if len(prompt) <= room:
+            return prompt, False, 0
+        n = sum(m.role != "system" for m in example.messages)
+        lo, hi = 1, min(n, self.max_messages or n) - 1  # the most messages that fit lie in [lo, hi]
+        best = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            ids = self.prompt_ids(example, mid)
+            if len(ids) <= room:
+                best, lo = ids, mid + 1
+            else:
+                hi = mid - 1
+        if best is not None:
+            return best, True, 0
+        ids = self.prompt_ids(example, 1) if n > 1 else prompt
+        return ids[len(ids) - room :], True, len(ids) - room
 
     def answer(self, verdict: str, feedback: str) -> tuple[list[int], list[int]]:
         """The answer's token ids and the indices (into them) of its feedback tokens."""
@@ -249,12 +281,10 @@ class CriticEncoder:
                 f"model.init_args.max_length={self.max_length} leaves no room for the prompt of task "
                 f"{example.task_id!r}: its answer alone is {len(answer)} tokens; raise max_length"
             )
-        prompt = self.prompt_ids(example)
-        dropped = max(0, len(prompt) - room)
-        prompt = prompt[dropped:]
+        prompt, shortened, dropped = self.fit_prompt(example, room)
         n = len(prompt)
         return EncodedExample(
-            prompt + answer, n, [n + i for i in feedback], example.verdict == REVISE, dropped
+            prompt + answer, n, [n + i for i in feedback], example.verdict == REVISE, shortened, dropped
         )
 
     def collate(self, batch: list[EncodedExample]) -> dict[str, torch.Tensor]:

@@ -95,7 +95,9 @@ class CriticSFT(LightningModule):
         lora: peft `LoraConfig` options: r, alpha, dropout, target_modules, ... (see `lora_config`).
         lr, weight_decay: AdamW settings (no decay on biases and norms).
         warmup_steps: linear warm-up, then linear decay to zero at the last step.
-        max_length: most tokens of prompt + answer; longer prompts lose their first tokens.
+        max_length: most tokens of prompt + answer; a longer prompt keeps fewer transcript
+            messages (its first tokens are cut only if one message does not fit), see
+            `CriticEncoder.fit_prompt`; `train/truncated` logs the share of shortened prompts.
         include_policy, max_messages: the critic's prompt options (`review_prompt`); give the
             same ones to `GenerativeCritic` when it reviews with the saved model.
         dtype: weights dtype ("float32", "bfloat16", ...).
@@ -186,7 +188,7 @@ class CriticSFT(LightningModule):
         vcols = batch["verdict_pos"].to(self.device)[vrows]
         logits = self.logits_at(batch, torch.cat([rows, vrows]), torch.cat([cols, vcols])).float()
         losses = F.cross_entropy(logits[: len(rows)], labels[rows, cols + 1], reduction="none")
-        out = {"losses": losses, "dropped": torch.tensor(sum(e.dropped > 0 for e in encoded))}
+        out = {"losses": losses, "shortened": torch.tensor(sum(e.shortened for e in encoded))}
         if not verdicts:
             return out
         out["feedback"] = batch["feedback_mask"].to(self.device)[rows, cols + 1]
@@ -214,7 +216,7 @@ class CriticSFT(LightningModule):
         loss = out["losses"].mean()
         n = len(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
-        self.log("train/truncated", out["dropped"].float() / n, on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/truncated", out["shortened"].float() / n, on_step=True, on_epoch=False, batch_size=n)
         self.log(
             "train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n
         )
