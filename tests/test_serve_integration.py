@@ -151,7 +151,9 @@ def test_api_actor_with_a_local_critic_through_the_cli(server, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"test/success", "test/pass^1", "test/critic_tokens", "test/actor_tokens"} <= set(metrics)
     assert metrics["test/critic_tokens"] > 0
-    # SmolLM2-135M rarely keeps the VERDICT format: what did not parse is counted, not lost
+    # with the few-shot examples SmolLM2 answers in the VERDICT format (5 of 5 when measured);
+    # what does not parse is counted, not lost
+    assert parsed > 0
     assert metrics["test/unparsed_rate"] == pytest.approx(1 - parsed / len(proposals))
     assert server.tail(200_000).count('POST /v1/chat/completions HTTP/1.1" 200') >= len(trajs)
 
