@@ -52,8 +52,8 @@ def lora_config(model: torch.nn.Module, options: dict[str, Any] | None) -> Any:
 
     Defaults: r=16, alpha=32, dropout 0.05, every attention and MLP projection of a
     llama-style model; a model without those module names gets `"all-linear"`. `top_layers: k`
-    puts adapters on the last k layers only: the backward pass then stops below them, which
-    on a CPU roughly halves a step of SmolLM2 with k=8 of its 30 layers.
+    puts adapters on the last k layers only: the backward pass then stops below them (on the
+    CPU, k=8 of SmolLM2's 30 layers made a step 2-3 times faster than adapters everywhere).
     """
     try:
         from peft import LoraConfig
