@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lightning_asym.errors import UserError
+
 RESPOND = "respond"
 """The reserved action name for a reply to the user (as in tau-bench); its text is `kwargs["content"]`."""
 
@@ -301,8 +303,10 @@ _SUBTYPES: dict[tuple[str, str], type] = {
 }
 
 
-class JSONLError(ValueError):
-    """A line of a JSONL file could not be read; the message names the file and line."""
+class JSONLError(UserError, ValueError):
+    """A line of a JSONL file could not be read; the message names the file and line.
+
+    A `UserError`, so the CLI prints it as one line instead of a traceback."""
 
 
 def write_jsonl(path: str | os.PathLike, items: Iterable[Any], append: bool = True) -> int:
