@@ -137,13 +137,12 @@ class NoisyOracleBackend(TextPolicyBackend):
     def _misled(self, conv: list[Message], task: Task, rng: random.Random) -> Action:
         """What a correct action becomes when the actor believes a wrong revision request."""
         if "intents" in task.data:
-            step = plan.next_step(conv, task, force_auth=True)
-            is_write = step.tag == "write"
+            step = plan.next_step(conv, task, force_auth=True)  # what `_clean` proposes, with its tag
+            action, is_write = step.action, step.tag == "write"
         else:
-            step_action = _generic_step(conv, task)
-            is_write = not step_action.is_reply
+            action = _generic_step(conv, task)
+            is_write = not action.is_reply
         if is_write:
-            action = self._clean(conv, task)
             return plan.wrong_argument(action, conv, task, rng)
         return Action(plan.TRANSFER, {"summary": plan.GIVE_UP_SUMMARY})
 
