@@ -78,6 +78,13 @@ def test_registered_and_configurable():
         dict(num_aspects=5, prefs_per_aspect=4, num_options=12, num_acceptable=4),
         dict(num_options=3, num_acceptable=2),
         dict(num_options=5, num_acceptable=0, prefs_per_aspect=1),
+        dict(
+            num_options=4,
+            num_acceptable=1,
+            prefs_per_aspect=1,
+            aspects=["hotel", "restaurant", "car"],
+            attributes=["area", "cuisine", "type"],
+        ),
     ],
 )
 def test_catalogue_invariants(knobs):
@@ -102,6 +109,39 @@ def test_catalogue_invariants(knobs):
         assert [a.name for a in task.gold_actions] == ["search", "recommend"] * cfg.num_aspects
         assert task.required_outputs == [] and json.loads(json.dumps(d)) == d
         assert all(d["best"][a] in task.privileged for a in d["aspects"])
+
+
+def test_attributes_knob_limits_preferences_and_listed_attributes():
+    env = PreferencesEnv(
+        seed=1, num_test=40, prefs_per_aspect=1, aspects=["hotel", "car"], attributes=["area", "pets", "type"]
+    )
+    listed = {"hotel": {"area", "pets"}, "car": {"type"}}
+    for task in env.tasks("test"):
+        for aspect in task.data["aspects"]:
+            assert set(task.data["preferences"][aspect]) <= listed[aspect]
+            for option in task.data["catalogue"][aspect]:
+                assert set(option) == {"id", "price"} | listed[aspect]
+    with pytest.raises(ValueError, match="attributes must be a non-empty subset"):
+        PreferencesEnv(num_aspects=1, aspects=["hotel"], attributes=["cuisine"])
+    with pytest.raises(ValueError, match="prefs_per_aspect must be in 1..1"):
+        PreferencesEnv(aspects=["hotel", "car"], attributes=["area", "pets", "type"], prefs_per_aspect=2)
+    expert = [run_episode(env, ExpertPolicy(), t, seed=i)[1] for i, t in enumerate(env.tasks("test"))]
+    assert sum(r.info["success"] for r in expert) / len(expert) >= 0.95
+
+
+def test_expert_choose_random_keeps_the_protocol_not_the_choice():
+    env = small_env(num_test=60, num_aspects=1, num_options=4, num_acceptable=1)
+    runs = [
+        run_episode(env, ExpertPolicy(choose="random"), t, seed=i) for i, t in enumerate(env.tasks("test"))
+    ]
+    for messages, result in runs:
+        names = [m.tool_calls[0].name for m in messages if m.role == "assistant" and m.tool_calls]
+        asked = [m for m in messages if m.role == "assistant" and not m.tool_calls]
+        assert asked and names[-1] == "recommend" and "search" in names and result.done
+    success = sum(r.info["success"] for _, r in runs) / len(runs)
+    assert 0.05 <= success <= 0.5  # chance (1 in 4), not the expert's >= 0.95
+    with pytest.raises(ValueError, match="choose"):
+        ExpertPolicy(choose="worst")
 
 
 def test_tasks_deterministic_cached_and_split_disjoint():

@@ -48,6 +48,21 @@ def test_bpe_tokenizer_deterministic_and_shorter() -> None:
     assert a.eos_token == "<|im_end|>" and a.chat_template == byte_tokenizer().chat_template
 
 
+def test_bpe_tokenizer_splits_digits() -> None:
+    corpus = [
+        '{"id": "H1", "area": "beach", "price": 275}, {"id": "H2", "area": "airport", "price": 90}'
+    ] * 20
+    tok = bpe_tokenizer(corpus, 400)
+    text = '{"id": "H3", "area": "beach", "price": 1275}'
+    pieces = [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
+    assert "".join(pieces) == text
+    assert [p for p in pieces if any(c.isdigit() for c in p)] == ["3", "1", "2", "7", "5"]
+    fused = bpe_tokenizer(corpus, 400, split_digits=False)
+    assert any(
+        len(p) > 1 and any(c.isdigit() for c in p) for p in map(fused.decode, fused(text)["input_ids"])
+    )
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_tiny_causal_lm_deterministic(arch: str) -> None:
     tok = byte_tokenizer()

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from lightning_asym.backends.templates import CHATML_TEMPLATE
@@ -30,10 +30,18 @@ def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
     return fast
 
 
-def _byte_level(tok: Tokenizer) -> Tokenizer:
-    # No regex split: every byte sequence round-trips exactly, and suffix tokenization equals
-    # whole-string tokenization at special-token boundaries.
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+def _byte_level(tok: Tokenizer, split_digits: bool = False) -> Tokenizer:
+    # No word-level regex split: every byte sequence round-trips exactly, and suffix tokenization
+    # equals whole-string tokenization at special-token boundaries. `split_digits` makes each
+    # digit a token of its own (as Llama's tokenizer does): otherwise BPE trained on templated
+    # text fuses numbers with their neighbours (`"H1", "area": "beach", "price": 2` as one
+    # token), and a model must learn every such combination separately to read it.
+    level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    if split_digits:
+        digits = pre_tokenizers.Split(Regex(r"\d"), behavior="isolated")
+        tok.pre_tokenizer = pre_tokenizers.Sequence([digits, level])
+    else:
+        tok.pre_tokenizer = level
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -52,12 +60,15 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return _wrap(tok)
 
 
-def bpe_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def bpe_tokenizer(
+    corpus: Iterable[str], vocab_size: int = 512, split_digits: bool = True
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on `corpus` (deterministic), with the same specials and template.
 
     Useful for a critic whose tokenizer differs from the actor's, and for shorter sequences.
+    `split_digits`: every digit is a token of its own and never part of a merge.
     """
-    tok = _byte_level(Tokenizer(models.BPE()))
+    tok = _byte_level(Tokenizer(models.BPE()), split_digits)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,

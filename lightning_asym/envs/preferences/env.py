@@ -72,7 +72,8 @@ class PreferencesEnv(MultiTurnEnv):
     `user` is `"scripted"` (the deterministic `PreferenceUser`) or any `UserSimulator`
     instance, which is shallow-copied for each episode. Difficulty knobs: `num_aspects`,
     `prefs_per_aspect`, `num_options`, `num_acceptable`, `max_turns`, `id_style` (`random`
-    catalogue ids or `index` ids) and `aspects` (the aspects tasks draw from; default all).
+    catalogue ids or `index` ids), `aspects` (the aspects tasks draw from; default all) and
+    `attributes` (the attributes preferences are drawn from and `search` lists; default all).
     """
 
     name = "preferences"
@@ -91,10 +92,14 @@ class PreferencesEnv(MultiTurnEnv):
         user: str | UserSimulator = "scripted",
         id_style: str = "random",
         aspects: list[str] | None = None,
+        attributes: list[str] | None = None,
     ) -> None:
         self.seed = seed
         pool = tuple(aspects) if aspects else ASPECT_NAMES
-        self.config = GenConfig(num_aspects, prefs_per_aspect, num_options, num_acceptable, id_style, pool)
+        attrs = tuple(attributes) if attributes else None
+        self.config = GenConfig(
+            num_aspects, prefs_per_aspect, num_options, num_acceptable, id_style, pool, attrs
+        )
         self.config.validate()
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")

@@ -33,6 +33,14 @@ class GenConfig:
     """`random`: ids like H417, as a real catalogue has; `index`: H1..Hn in listed order (easier)."""
     aspect_pool: tuple[str, ...] = ASPECT_NAMES
     """The aspects tasks draw from (a single one makes the easiest setting)."""
+    attribute_pool: tuple[str, ...] | None = None
+    """The attributes preferences are drawn from, and the only ones `search` lists besides id and
+    price (default: every attribute). Fewer attributes mean fewer distractors to read past."""
+
+    def attributes(self, aspect: str) -> list[str]:
+        """The preferable attributes of `aspect` that tasks use."""
+        found = preferable_attributes(aspect)
+        return found if self.attribute_pool is None else [a for a in found if a in self.attribute_pool]
 
     def validate(self) -> None:
         unknown = set(self.aspect_pool) - set(ASPECT_NAMES)
@@ -46,9 +54,21 @@ class GenConfig:
             raise ValueError(
                 f"num_aspects must be in 1..{len(self.aspect_pool)} (the aspects), got {self.num_aspects}"
             )
-        most = min(len(preferable_attributes(a)) for a in ASPECT_NAMES)
+        if self.attribute_pool is not None:
+            known = {attr for a in self.aspect_pool for attr in preferable_attributes(a)}
+            unknown = sorted(set(self.attribute_pool) - known)
+            if unknown or not self.attribute_pool:
+                raise ValueError(
+                    f"attributes must be a non-empty subset of the preferable attributes of "
+                    f"{list(self.aspect_pool)}: {sorted(known)}; got {list(self.attribute_pool)}"
+                )
+        most = min(len(self.attributes(a)) for a in self.aspect_pool)
         if not 1 <= self.prefs_per_aspect <= most:
-            raise ValueError(f"prefs_per_aspect must be in 1..{most}, got {self.prefs_per_aspect}")
+            short = min(self.aspect_pool, key=lambda a: len(self.attributes(a)))
+            raise ValueError(
+                f"prefs_per_aspect must be in 1..{most} (the attributes of {short!r} that tasks use), "
+                f"got {self.prefs_per_aspect}"
+            )
         if self.num_acceptable < 0:
             raise ValueError(f"num_acceptable must be >= 0, got {self.num_acceptable}")
         if not self.num_acceptable + 1 <= self.num_options <= 40:
@@ -77,8 +97,12 @@ def make_catalogue(
     num_options: int,
     num_acceptable: int,
     id_style: str = "random",
+    listed: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], str, list[str]]:
-    """Options of one aspect as `(options, best_id, acceptable_ids)`; options are shuffled."""
+    """Options of one aspect as `(options, best_id, acceptable_ids)`; options are shuffled.
+
+    `listed`: the attributes options carry (default: all of the aspect's; it must hold `prefs`).
+    """
     spec = ASPECTS[aspect]
     rnd = rng.random  # `rng.choice` is several times slower, and 5000 tasks must be quick
     lo, hi, step = spec.price_range
@@ -94,7 +118,11 @@ def make_catalogue(
     wrong_prices = [p for i, p in enumerate(prices) if i != best_rank and p not in taken]
 
     # (attribute, values, preferred value or None, the other values) once per catalogue.
-    plan = [(a, vs, prefs.get(a), [v for v in vs if v != prefs.get(a)]) for a, vs in spec.attributes.items()]
+    plan = [
+        (a, vs, prefs.get(a), [v for v in vs if v != prefs.get(a)])
+        for a, vs in spec.attributes.items()
+        if listed is None or a in listed
+    ]
 
     def draw(violate: tuple[str, ...]) -> dict[str, Any]:
         return {
@@ -136,11 +164,12 @@ def make_task(rng: random.Random, cfg: GenConfig, task_id: str, split: str) -> T
     best: dict[str, str] = {}
     acceptable: dict[str, list[str]] = {}
     for aspect in aspects:
-        attrs = rng.sample(preferable_attributes(aspect), cfg.prefs_per_aspect)
+        attrs = rng.sample(cfg.attributes(aspect), cfg.prefs_per_aspect)
         prefs = {attr: rng.choice(list(HINTS[aspect][attr])) for attr in attrs}
         preferences[aspect] = prefs
+        listed = None if cfg.attribute_pool is None else cfg.attributes(aspect)
         catalogue[aspect], best[aspect], acceptable[aspect] = make_catalogue(
-            rng, aspect, prefs, cfg.num_options, cfg.num_acceptable, cfg.id_style
+            rng, aspect, prefs, cfg.num_options, cfg.num_acceptable, cfg.id_style, listed
         )
     data = {
         "aspects": aspects,

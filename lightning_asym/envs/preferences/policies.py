@@ -95,7 +95,17 @@ def best_option(options: list[dict[str, Any]], prefs: dict[str, str]) -> str:
 
 class ExpertPolicy:
     """Asks about each aspect until the user has nothing more to add, then searches and
-    recommends the cheapest option meeting every decoded preference."""
+    recommends the cheapest option meeting every decoded preference.
+
+    `choose="random"` keeps the protocol (ask, search, recommend a listed id) but recommends a
+    random option: a demonstrator that teaches the format of the job and leaves the decision
+    for reinforcement learning to find.
+    """
+
+    def __init__(self, choose: str = "best") -> None:
+        if choose not in ("best", "random"):
+            raise ValueError(f"ExpertPolicy choose must be 'best' or 'random', got {choose!r}")
+        self.choose = choose
 
     def __call__(self, messages: Sequence[Message], task: Task | None, rng: random.Random) -> str:
         state = read_conversation(messages)
@@ -106,7 +116,10 @@ class ExpertPolicy:
                 return rng.choice(QUESTIONS).format(aspect=aspect)
             if aspect not in state.options:
                 return format_action(Action("search", {"aspect": aspect}))
-            option_id = best_option(state.options[aspect], state.preferences.get(aspect, {}))
+            if self.choose == "random":
+                option_id = rng.choice(state.options[aspect])["id"]
+            else:
+                option_id = best_option(state.options[aspect], state.preferences.get(aspect, {}))
             return format_action(Action("recommend", {"aspect": aspect, "option_id": option_id}))
         if not state.aspects:
             return "What would you like help with today?"
