@@ -129,6 +129,36 @@ def test_attributes_knob_limits_preferences_and_listed_attributes():
     assert sum(r.info["success"] for r in expert) / len(expert) >= 0.95
 
 
+def test_by_value_layout_orders_one_option_per_value():
+    env = PreferencesEnv(
+        seed=2,
+        num_aspects=1,
+        prefs_per_aspect=1,
+        num_options=4,
+        num_acceptable=0,
+        num_test=80,
+        id_style="index",
+        aspects=["hotel"],
+        attributes=["area", "stars"],
+        layout="by_value",
+    )
+    spec = ASPECTS["hotel"]
+    for task in env.tasks("test"):
+        ((attr, value),) = task.data["preferences"]["hotel"].items()
+        options = task.data["catalogue"]["hotel"]
+        assert [o[attr] for o in options] == list(spec.attributes[attr])  # every value once, in order
+        position = spec.attributes[attr].index(value)
+        assert task.data["best"]["hotel"] == options[position]["id"] == f"H{position + 1}"
+    positions = {t.data["best"]["hotel"] for t in env.tasks("test")}
+    assert positions == {"H1", "H2", "H3", "H4"}  # the answer moves with the preference
+    expert = [run_episode(env, ExpertPolicy(), t, seed=i)[1] for i, t in enumerate(env.tasks("test"))]
+    assert all(r.info["success"] for r in expert)
+    with pytest.raises(ValueError, match="layout 'by_value'"):
+        PreferencesEnv(num_aspects=1, prefs_per_aspect=1, num_acceptable=0, num_options=4, layout="by_value")
+    with pytest.raises(ValueError, match="layout must be"):
+        PreferencesEnv(layout="sorted")
+
+
 def test_expert_choose_random_keeps_the_protocol_not_the_choice():
     env = small_env(num_test=60, num_aspects=1, num_options=4, num_acceptable=1)
     runs = [

@@ -73,7 +73,9 @@ class PreferencesEnv(MultiTurnEnv):
     instance, which is shallow-copied for each episode. Difficulty knobs: `num_aspects`,
     `prefs_per_aspect`, `num_options`, `num_acceptable`, `max_turns`, `id_style` (`random`
     catalogue ids or `index` ids), `aspects` (the aspects tasks draw from; default all) and
-    `attributes` (the attributes preferences are drawn from and `search` lists; default all).
+    `attributes` (the attributes preferences are drawn from and `search` lists; default all)
+    and `layout` (`shuffled` options, or `by_value`: one option per value of the preferred
+    attribute in a fixed order, so the choice rests on understanding the hint alone).
     """
 
     name = "preferences"
@@ -93,12 +95,13 @@ class PreferencesEnv(MultiTurnEnv):
         id_style: str = "random",
         aspects: list[str] | None = None,
         attributes: list[str] | None = None,
+        layout: str = "shuffled",
     ) -> None:
         self.seed = seed
         pool = tuple(aspects) if aspects else ASPECT_NAMES
         attrs = tuple(attributes) if attributes else None
         self.config = GenConfig(
-            num_aspects, prefs_per_aspect, num_options, num_acceptable, id_style, pool, attrs
+            num_aspects, prefs_per_aspect, num_options, num_acceptable, id_style, pool, attrs, layout
         )
         self.config.validate()
         if max_turns < 1:

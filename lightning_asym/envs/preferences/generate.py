@@ -37,6 +37,11 @@ class GenConfig:
     """The attributes preferences are drawn from, and the only ones `search` lists besides id and
     price (default: every attribute). Fewer attributes mean fewer distractors to read past."""
 
+    layout: str = "shuffled"
+    """`shuffled`: options in random order; `by_value` (the easiest setting): one option per value
+    of the preferred attribute, listed in the domain's order of those values, so the right
+    position depends only on what the hint means, not on reading the search results."""
+
     def attributes(self, aspect: str) -> list[str]:
         """The preferable attributes of `aspect` that tasks use."""
         found = preferable_attributes(aspect)
@@ -61,6 +66,26 @@ class GenConfig:
                 raise ValueError(
                     f"attributes must be a non-empty subset of the preferable attributes of "
                     f"{list(self.aspect_pool)}: {sorted(known)}; got {list(self.attribute_pool)}"
+                )
+        if self.layout not in ("shuffled", "by_value"):
+            raise ValueError(f"layout must be 'shuffled' or 'by_value', got {self.layout!r}")
+        if self.layout == "by_value":
+            sizes = {
+                f"{a}.{attr}": len(ASPECTS[a].attributes[attr])
+                for a in self.aspect_pool
+                for attr in self.attributes(a)
+            }
+            if (
+                self.prefs_per_aspect != 1
+                or self.num_acceptable != 0
+                or set(sizes.values()) != {self.num_options}
+            ):
+                raise ValueError(
+                    "layout 'by_value' lists one option per value of the preferred attribute: it needs "
+                    f"prefs_per_aspect 1, num_acceptable 0 and num_options equal to the number of values "
+                    f"of every attribute tasks use ({sizes}; choose them with `attributes`), got "
+                    f"prefs_per_aspect {self.prefs_per_aspect}, num_acceptable {self.num_acceptable}, "
+                    f"num_options {self.num_options}"
                 )
         most = min(len(self.attributes(a)) for a in self.aspect_pool)
         if not 1 <= self.prefs_per_aspect <= most:
@@ -98,10 +123,13 @@ def make_catalogue(
     num_acceptable: int,
     id_style: str = "random",
     listed: list[str] | None = None,
+    layout: str = "shuffled",
 ) -> tuple[list[dict[str, Any]], str, list[str]]:
     """Options of one aspect as `(options, best_id, acceptable_ids)`; options are shuffled.
 
     `listed`: the attributes options carry (default: all of the aspect's; it must hold `prefs`).
+    `layout="by_value"` (one preference, no acceptable options, one option per value of the
+    preferred attribute): options are ordered by that value instead of shuffled.
     """
     spec = ASPECTS[aspect]
     rnd = rng.random  # `rng.choice` is several times slower, and 5000 tasks must be quick
@@ -143,7 +171,15 @@ def make_catalogue(
         else:
             violate = tuple(pref_attrs[i] for i in _distinct(rnd, n_pref, 1 + int(rnd() * n_pref)))
         rows.append(("wrong", draw(violate), p))
-    rng.shuffle(rows)
+    if layout == "by_value":
+        (attr,) = prefs
+        values = spec.attributes[attr]
+        others = iter(v for v in values if v != prefs[attr])
+        for kind, attrs, _ in rows:
+            attrs[attr] = prefs[attr] if kind == "best" else next(others)
+        rows.sort(key=lambda row: values.index(row[1][attr]))
+    else:
+        rng.shuffle(rows)
     numbers = _distinct(rnd, 900, num_options)
     options, best_id, acceptable = [], "", []
     for k, ((kind, attrs, price), n) in enumerate(zip(rows, numbers)):
@@ -169,7 +205,7 @@ def make_task(rng: random.Random, cfg: GenConfig, task_id: str, split: str) -> T
         preferences[aspect] = prefs
         listed = None if cfg.attribute_pool is None else cfg.attributes(aspect)
         catalogue[aspect], best[aspect], acceptable[aspect] = make_catalogue(
-            rng, aspect, prefs, cfg.num_options, cfg.num_acceptable, cfg.id_style, listed
+            rng, aspect, prefs, cfg.num_options, cfg.num_acceptable, cfg.id_style, listed, cfg.layout
         )
     data = {
         "aspects": aspects,
