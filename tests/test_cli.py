@@ -117,6 +117,43 @@ def test_cli_fit_trains_the_actor_and_resumes(tmp_path):
         torch.testing.assert_close(resumed[k], v, rtol=0, atol=0, msg=f"resumed weights differ at {k}")
 
 
+def test_cli_fit_critic_warmup_trains_only_the_critic_first(tmp_path):
+    import torch
+
+    run_cli(
+        "fit", "--config", str(CONF / "fit_tiny.yaml"), "--trainer.max_steps", "3",
+        "--model.init_args.critic_warmup_steps", "2", cwd=tmp_path,
+    )  # fmt: skip
+    (run,) = (tmp_path / "runs" / "fit_tiny").iterdir()
+    states = [
+        torch.load(run / "checkpoints" / f"epoch=0-step={k}.ckpt", weights_only=False)["state_dict"]
+        for k in (1, 2, 3)
+    ]
+    from lightning_asym.actor import ActorModule
+
+    init = ActorModule(
+        tiny={"arch": "llama", "tokenizer": "byte", "hidden_size": 32, "num_layers": 1, "num_heads": 2}
+    )
+    actor0 = {f"actor.model.{k}": v for k, v in init.model.state_dict().items()}
+
+    def actor(sd):
+        return {k: v for k, v in sd.items() if k.startswith("actor.model.")}
+
+    def critic(sd):
+        return {k: v for k, v in sd.items() if k.startswith("critic.")}
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    # steps 1-2 fit the critic on the actor's own episodes and leave the actor untouched ...
+    assert same(actor(states[0]), actor0) and same(actor(states[1]), actor0)
+    assert not same(critic(states[0]), critic(states[1]))
+    # ... and step 3 is a PPO update of both
+    assert not same(actor(states[2]), actor0)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 3 and "train/policy_loss" in metrics
+
+
 def test_cli_test_retail_oracle_reports_pass_hat_k(tmp_path):
     config = Path(__file__).parent.parent / "configs" / "retail" / "oracle.yaml"
     run_cli(

@@ -13,7 +13,11 @@ the current weights at that moment), then:
 With `warmup_steps: N` and a `demonstrator` (a scripted policy), the first N steps clone the
 demonstrator instead (log-likelihood of its actions in the actor's own tokens), and the
 critic fits the demonstrator's returns: a tiny random actor learns the action format there,
-and PPO takes over from it.
+and PPO takes over from it. Those returns are the demonstrator's, not the actor's: with
+`critic_warmup_steps: K` the next K steps fit only the critic, on the actor's own episodes,
+so PPO's first advantages come from values of the policy being trained. (Without it a critic
+that learned "every episode succeeds" from an expert gives each of the actor's final turns a
+large negative advantage, and PPO quickly learns never to finish an episode.)
 
 With `advantage: grpo` or `rloo` the critic is not used: the baseline is the mean reward of
 the other episodes of the same task in the batch (set the data module's `group_size`).
@@ -56,6 +60,8 @@ class AsymmetricActorCritic(LightningModule):
         whiten_advantages: normalise advantages over the batch's generated tokens.
         seed: seeds the minibatch order (with the step number).
         demonstrator: a scripted policy to clone during the first `warmup_steps` steps.
+        critic_warmup_steps: steps after cloning that train only the critic, on the actor's
+            own episodes (no effect without a critic).
         warmup_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
         warmup_lr: the actor's learning rate while cloning (default: `actor_lr`).
     """
@@ -80,12 +86,15 @@ class AsymmetricActorCritic(LightningModule):
         demonstrator: ScriptedPolicy | None = None,
         warmup_steps: int = 0,
         warmup_lr: float | None = None,
+        critic_warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         if advantage not in ADVANTAGES:
             raise ValueError(f"model.advantage must be one of {ADVANTAGES}, got {advantage!r}")
         if advantage == "gae" and critic is None:
             raise ValueError("model.advantage: gae needs model.critic; use grpo or rloo to train without one")
+        if critic_warmup_steps < 0:
+            raise ValueError(f"model.critic_warmup_steps must be >= 0, got {critic_warmup_steps}")
         if ppo_epochs < 1 or minibatch_size < 1:
             raise ValueError("model.ppo_epochs and model.minibatch_size must be >= 1")
         self.actor = actor
@@ -99,6 +108,7 @@ class AsymmetricActorCritic(LightningModule):
             raise ValueError("model.warmup_steps needs model.demonstrator (a scripted policy to clone)")
         self.warmup_steps = warmup_steps
         self.warmup_lr = warmup_lr if warmup_lr is not None else actor_lr
+        self.critic_warmup_steps = critic_warmup_steps
         self._demo = ScriptedBackend(policy=demonstrator) if demonstrator is not None else None
         self._collecting_train = False  # True only while the train batch is generated
         self.automatic_optimization = False
@@ -155,6 +165,8 @@ class AsymmetricActorCritic(LightningModule):
             group["lr"] = self.warmup_lr if cloning else self.actor_lr
         if cloning:
             return self._clone_step(trajs, rollout_s)
+        # after cloning, the critic may first learn the actor's own values while the actor waits
+        train_actor = self.critic is None or self.global_step >= self.warmup_steps + self.critic_warmup_steps
         tokens = self.actor.tokens(trajs)
         with torch.no_grad():
             old_logprobs, _ = self.actor.token_logprobs(tokens)
@@ -174,7 +186,10 @@ class AsymmetricActorCritic(LightningModule):
         for u, rows in enumerate(updates):
             mb = tokens.select(rows)
             width = mb.input_ids.shape[1]
-            loss, s = self.actor.loss(mb, old_logprobs[rows, :width], adv[rows, :width], self.clip_eps)
+            if train_actor:
+                loss, s = self.actor.loss(mb, old_logprobs[rows, :width], adv[rows, :width], self.clip_eps)
+            else:
+                loss, s = torch.zeros((), device=self.device), {}
             if self.critic is not None:
                 vloss, vs = self._value_loss(
                     [trajs[i] for i in rows.tolist()], old_values[rows], returns[rows], turn_mask[rows]
