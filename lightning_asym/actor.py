@@ -133,8 +133,13 @@ class ActorModule(LightningModule):
                 turn.completion_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
             )
 
-    def tokens(self, trajs: Sequence[Trajectory]) -> TokenBatch:
-        """Rebuild each episode's token sequence from its turns (see `TokenBatch`)."""
+    def tokens(self, trajs: Sequence[Trajectory], mask_truncated: bool = False) -> TokenBatch:
+        """Rebuild each episode's token sequence from its turns (see `TokenBatch`).
+
+        `mask_truncated`: the tokens of a turn cut off by `max_new_tokens` (it does not end with
+        an eos token) stay in the sequence but leave `gen_mask`, so no loss is taken on them.
+        """
+        eos = set(self.backend._eos_ids)
         rows = []
         for traj in trajs:
             ids: list[int] = []
@@ -147,7 +152,8 @@ class ActorModule(LightningModule):
                 turn += [-1] * len(t.prompt_ids)
                 lps += [0.0] * len(t.prompt_ids)
                 ids += t.completion_ids
-                gen += [1] * len(t.completion_ids)
+                cut = mask_truncated and bool(t.completion_ids) and t.completion_ids[-1] not in eos
+                gen += [0 if cut else 1] * len(t.completion_ids)
                 turn += [t.index] * len(t.completion_ids)
                 lps += list(t.logprobs) + [0.0] * (len(t.completion_ids) - len(t.logprobs))
             if not ids:

@@ -62,6 +62,10 @@ class AsymmetricActorCritic(LightningModule):
         demonstrator: a scripted policy to clone during the first `warmup_steps` steps.
         critic_warmup_steps: steps after cloning that train only the critic, on the actor's
             own episodes (no effect without a critic).
+        mask_truncated_turns: take no policy loss on a turn cut off by `max_new_tokens` (as
+            DAPO's overlong filtering). Such a turn is no well-formed action, and its tokens,
+            sampled far off the policy's usual path, otherwise dominate the gradient of a
+            small model and can wreck it within a few updates.
         warmup_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
         warmup_lr: the actor's learning rate while cloning (default: `actor_lr`).
     """
@@ -87,6 +91,7 @@ class AsymmetricActorCritic(LightningModule):
         warmup_steps: int = 0,
         warmup_lr: float | None = None,
         critic_warmup_steps: int = 0,
+        mask_truncated_turns: bool = True,
     ) -> None:
         super().__init__()
         if advantage not in ADVANTAGES:
@@ -109,6 +114,7 @@ class AsymmetricActorCritic(LightningModule):
         self.warmup_steps = warmup_steps
         self.warmup_lr = warmup_lr if warmup_lr is not None else actor_lr
         self.critic_warmup_steps = critic_warmup_steps
+        self.mask_truncated_turns = mask_truncated_turns
         self._demo = ScriptedBackend(policy=demonstrator) if demonstrator is not None else None
         self._collecting_train = False  # True only while the train batch is generated
         self.automatic_optimization = False
@@ -167,7 +173,7 @@ class AsymmetricActorCritic(LightningModule):
             return self._clone_step(trajs, rollout_s)
         # after cloning, the critic may first learn the actor's own values while the actor waits
         train_actor = self.critic is None or self.global_step >= self.warmup_steps + self.critic_warmup_steps
-        tokens = self.actor.tokens(trajs)
+        tokens = self.actor.tokens(trajs, mask_truncated=self.mask_truncated_turns)
         with torch.no_grad():
             old_logprobs, _ = self.actor.token_logprobs(tokens)
             turn_adv, returns, old_values, turn_mask = self._advantages(trajs)
@@ -288,7 +294,13 @@ class AsymmetricActorCritic(LightningModule):
         log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
         log["train/success"] = torch.tensor(sum(t.success for t in trajs) / n)
         log["train/turns"] = torch.tensor(sum(t.num_turns for t in trajs) / n)
-        log["train/tokens_per_s"] = tokens.gen_mask.sum().float() / max(rollout_s, 1e-9)
+        generated = sum(len(t.completion_ids) for traj in trajs for t in traj.turns)
+        log["train/tokens_per_s"] = torch.tensor(generated / max(rollout_s, 1e-9))
+        eos = set(self.actor.backend._eos_ids)
+        turns = [t for traj in trajs for t in traj.turns if t.completion_ids]
+        log["train/truncated_turns"] = torch.tensor(
+            sum(t.completion_ids[-1] not in eos for t in turns) / max(len(turns), 1)
+        )
         if self.critic is not None:
             log["train/explained_variance"] = rl.explained_variance(values, returns, mask)
         self.log_dict(log, on_step=True, on_epoch=False, batch_size=n, prog_bar=False)
