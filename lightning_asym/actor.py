@@ -60,7 +60,8 @@ class ActorModule(LightningModule):
         tiny: options of `lightning_asym.backends.tiny.build_tiny` for `model: tiny`; with
             `tokenizer: bpe` and `corpus: env`, the tokenizer is trained on the data module's env.
         sampling: sampling for rollouts.
-        kl_coef: weight of the KL penalty to a frozen copy of the initial weights (0 = no copy kept).
+        kl_coef: weight of the KL penalty to a frozen copy of the initial weights (0 = no copy kept);
+            under `AsymmetricActorCritic` with cloning, of the weights cloning ended with.
         kl_estimator: `k1`, `k2` or `k3` (see `rl.kl_penalty`).
         entropy_coef: weight of the entropy bonus.
         max_context: longest conversation in tokens (default: the model's limit).
@@ -132,6 +133,12 @@ class ActorModule(LightningModule):
             seen = prompt + tok.decode(
                 turn.completion_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
             )
+
+    @torch.no_grad()
+    def reset_reference(self) -> None:
+        """Make the KL reference a copy of the current weights (e.g. once cloning is over)."""
+        if self.reference is not None:
+            self.reference.load_state_dict(self.model.state_dict())
 
     def tokens(self, trajs: Sequence[Trajectory], mask_truncated: bool = False) -> TokenBatch:
         """Rebuild each episode's token sequence from its turns (see `TokenBatch`).

@@ -28,3 +28,18 @@ def test_tokens_mask_truncated_turns_out_of_the_loss() -> None:
     assert masked.gen_mask.tolist() == [[0, 0, 1, 1, 0, 0, 0, 0]]
     assert torch.equal(full.turn_index, masked.turn_index)
     assert torch.equal(full.sampled_logprobs, masked.sampled_logprobs)
+
+
+def test_reset_reference_copies_the_current_weights() -> None:
+    actor = ActorModule(tiny=TINY, kl_coef=0.1)
+    assert actor.reference is not None
+    with torch.no_grad():
+        for p in actor.model.parameters():
+            p.add_(0.5)
+    ref = actor.reference.state_dict()
+    assert any(not torch.equal(v, ref[k]) for k, v in actor.model.state_dict().items())
+    actor.reset_reference()
+    ref = actor.reference.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in actor.model.state_dict().items())
+    assert not any(p.requires_grad for p in actor.reference.parameters())
+    ActorModule(tiny=TINY).reset_reference()  # no reference kept: nothing to do

@@ -171,6 +171,10 @@ class AsymmetricActorCritic(LightningModule):
             group["lr"] = self.warmup_lr if cloning else self.actor_lr
         if cloning:
             return self._clone_step(trajs, rollout_s)
+        if self.warmup_steps and self.global_step == self.warmup_steps:
+            # the KL anchor is the policy cloning produced, not the random initial weights
+            # (a resumed run gets the anchor back from the checkpoint's state dict)
+            self.actor.reset_reference()
         # after cloning, the critic may first learn the actor's own values while the actor waits
         train_actor = self.critic is None or self.global_step >= self.warmup_steps + self.critic_warmup_steps
         tokens = self.actor.tokens(trajs, mask_truncated=self.mask_truncated_turns)
