@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
 from lightning_asym import rl
@@ -115,6 +116,7 @@ class AsymmetricActorCritic(LightningModule):
         self.warmup_lr = warmup_lr if warmup_lr is not None else actor_lr
         self.critic_warmup_steps = critic_warmup_steps
         self.mask_truncated_turns = mask_truncated_turns
+        self._warned_all_cut = False
         self._demo = ScriptedBackend(policy=demonstrator) if demonstrator is not None else None
         self._collecting_train = False  # True only while the train batch is generated
         self.automatic_optimization = False
@@ -178,6 +180,15 @@ class AsymmetricActorCritic(LightningModule):
         # after cloning, the critic may first learn the actor's own values while the actor waits
         train_actor = self.critic is None or self.global_step >= self.warmup_steps + self.critic_warmup_steps
         tokens = self.actor.tokens(trajs, mask_truncated=self.mask_truncated_turns)
+        if self.mask_truncated_turns and not bool(tokens.gen_mask.any()) and not self._warned_all_cut:
+            self._warned_all_cut = True
+            rank_zero_warn(
+                "every turn of this rollout batch ran to sampling.max_new_tokens without an end "
+                "token, and model.mask_truncated_turns takes no policy loss on such turns, so the "
+                "actor does not learn from it. Raise model.actor.init_args.sampling.max_new_tokens, "
+                "clone a demonstrator first (model.warmup_steps), or set "
+                "model.mask_truncated_turns: false."
+            )
         with torch.no_grad():
             old_logprobs, _ = self.actor.token_logprobs(tokens)
             turn_adv, returns, old_values, turn_mask = self._advantages(trajs)
