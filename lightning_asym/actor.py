@@ -18,7 +18,7 @@ from lightning import LightningModule
 from lightning_asym import rl
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
-from lightning_asym.types import Trajectory
+from lightning_asym.types import Trajectory, Turn
 
 
 @dataclass
@@ -140,13 +140,16 @@ class ActorModule(LightningModule):
         if self.reference is not None:
             self.reference.load_state_dict(self.model.state_dict())
 
+    def cut_off(self, turn: Turn) -> bool:
+        """Whether a generated turn ran to `max_new_tokens` without an end token."""
+        return bool(turn.completion_ids) and turn.completion_ids[-1] not in self.backend.eos_ids
+
     def tokens(self, trajs: Sequence[Trajectory], mask_truncated: bool = False) -> TokenBatch:
         """Rebuild each episode's token sequence from its turns (see `TokenBatch`).
 
         `mask_truncated`: the tokens of a turn cut off by `max_new_tokens` (it does not end with
         an eos token) stay in the sequence but leave `gen_mask`, so no loss is taken on them.
         """
-        eos = set(self.backend._eos_ids)
         rows = []
         for traj in trajs:
             ids: list[int] = []
@@ -159,7 +162,7 @@ class ActorModule(LightningModule):
                 turn += [-1] * len(t.prompt_ids)
                 lps += [0.0] * len(t.prompt_ids)
                 ids += t.completion_ids
-                cut = mask_truncated and bool(t.completion_ids) and t.completion_ids[-1] not in eos
+                cut = mask_truncated and self.cut_off(t)
                 gen += [0 if cut else 1] * len(t.completion_ids)
                 turn += [t.index] * len(t.completion_ids)
                 lps += list(t.logprobs) + [0.0] * (len(t.completion_ids) - len(t.logprobs))

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     tasks = env.tasks("test")[: args.episodes]
     engine = RolloutEngine(env, max_turns=args.turns, sampling=sampling, seed=args.seed)
-    naive = NaiveGenerate(backend.model, backend.tokenizer, backend.render, backend._eos_ids)
+    naive = NaiveGenerate(backend.model, backend.tokenizer, backend.render, backend.eos_ids)
 
     # Warm-up: first-call costs (allocator, kernels) should not count for either side.
     warm = [Message("user", "Hello!")]

@@ -169,6 +169,11 @@ class TransformersBackend(ChatBackend):
                 return int(getattr(cfg, name))
         return None
 
+    @property
+    def eos_ids(self) -> list[int]:
+        """The token ids that end a completion (the tokenizer's eos and the template's end of turn)."""
+        return list(self._eos_ids)
+
     def _stop_token_ids(self) -> list[int]:
         ids: list[int] = []
         if self.tokenizer.eos_token_id is not None:

@@ -311,10 +311,9 @@ class AsymmetricActorCritic(LightningModule):
         log["train/turns"] = torch.tensor(sum(t.num_turns for t in trajs) / n)
         generated = sum(len(t.completion_ids) for traj in trajs for t in traj.turns)
         log["train/tokens_per_s"] = torch.tensor(generated / max(rollout_s, 1e-9))
-        eos = set(self.actor.backend._eos_ids)
         turns = [t for traj in trajs for t in traj.turns if t.completion_ids]
         log["train/truncated_turns"] = torch.tensor(
-            sum(t.completion_ids[-1] not in eos for t in turns) / max(len(turns), 1)
+            sum(self.actor.cut_off(t) for t in turns) / max(len(turns), 1)
         )
         if self.critic is not None:
             log["train/explained_variance"] = rl.explained_variance(values, returns, mask)
