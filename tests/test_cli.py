@@ -154,6 +154,20 @@ def test_cli_fit_critic_warmup_trains_only_the_critic_first(tmp_path):
     assert metrics["global_step"] == 3 and "train/policy_loss" in metrics
 
 
+def test_cli_fit_warns_when_every_turn_is_cut_off(tmp_path):
+    # a random byte-level actor (seed 0) ends none of this batch's turns within 3 tokens: with
+    # the mask on there is nothing to learn from, and the user is told what to change
+    proc = run_cli(
+        "fit", "--config", str(CONF / "fit_tiny.yaml"), "--trainer.max_steps", "1",
+        "--model.init_args.mask_truncated_turns", "true",
+        "--model.init_args.actor.init_args.sampling.max_new_tokens", "3", cwd=tmp_path,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert "ran to sampling.max_new_tokens" in out and "model.mask_truncated_turns: false" in out
+    (run,) = (tmp_path / "runs" / "fit_tiny").iterdir()
+    assert json.loads((run / "metrics.json").read_text())["train/truncated_turns"] == 1.0
+
+
 def test_cli_test_retail_oracle_reports_pass_hat_k(tmp_path):
     config = Path(__file__).parent.parent / "configs" / "retail" / "oracle.yaml"
     run_cli(
