@@ -61,14 +61,14 @@ class AsymmetricActorCritic(LightningModule):
         whiten_advantages: normalise advantages over the batch's generated tokens.
         seed: seeds the minibatch order (with the step number).
         demonstrator: a scripted policy to clone during the first `warmup_steps` steps.
+        warmup_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
+        warmup_lr: the actor's learning rate while cloning (default: `actor_lr`).
         critic_warmup_steps: steps after cloning that train only the critic, on the actor's
             own episodes (no effect without a critic).
         mask_truncated_turns: take no policy loss on a turn cut off by `max_new_tokens` (as
             DAPO's overlong filtering). Such a turn is no well-formed action, and its tokens,
             sampled far off the policy's usual path, otherwise dominate the gradient of a
             small model and can wreck it within a few updates.
-        warmup_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
-        warmup_lr: the actor's learning rate while cloning (default: `actor_lr`).
     """
 
     def __init__(
@@ -190,7 +190,8 @@ class AsymmetricActorCritic(LightningModule):
                 "model.mask_truncated_turns: false."
             )
         with torch.no_grad():
-            old_logprobs, _ = self.actor.token_logprobs(tokens)
+            # the actor's forward pass is needed only when the actor is updated
+            old_logprobs = self.actor.token_logprobs(tokens)[0] if train_actor else None
             turn_adv, returns, old_values, turn_mask = self._advantages(trajs)
         adv = rl.broadcast_turns_to_tokens(turn_adv, tokens.turn_index, tokens.gen_mask)
         if self.whiten_advantages:
@@ -207,7 +208,7 @@ class AsymmetricActorCritic(LightningModule):
         for u, rows in enumerate(updates):
             mb = tokens.select(rows)
             width = mb.input_ids.shape[1]
-            if train_actor:
+            if old_logprobs is not None:
                 loss, s = self.actor.loss(mb, old_logprobs[rows, :width], adv[rows, :width], self.clip_eps)
             else:
                 loss, s = torch.zeros((), device=self.device), {}

@@ -72,7 +72,7 @@ class PreferencesEnv(MultiTurnEnv):
     `user` is `"scripted"` (the deterministic `PreferenceUser`) or any `UserSimulator`
     instance, which is shallow-copied for each episode. Difficulty knobs: `num_aspects`,
     `prefs_per_aspect`, `num_options`, `num_acceptable`, `max_turns`, `id_style` (`random`
-    catalogue ids or `index` ids), `aspects` (the aspects tasks draw from; default all) and
+    catalogue ids or `index` ids), `aspects` (the aspects tasks draw from; default all),
     `attributes` (the attributes preferences are drawn from and `search` lists; default all)
     and `layout` (`shuffled` options, or `by_value`: one option per value of the preferred
     attribute in a fixed order, so the choice rests on understanding the hint alone).
