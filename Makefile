@@ -49,7 +49,7 @@ critic-pipeline: setup  ## tiny models: mine critic data, fine-tune a critic, su
 	$(BIN)/lightning-asym fit --config configs/critic/sft_tiny.yaml --data.init_args.path data/critic_tiny \
 		--model.init_args.save_dir runs/critic_pipeline/critic
 	$(BIN)/lightning-asym test --config configs/critic/test_tiny.yaml \
-		--model.init_args.critic.init_args.backend runs/critic_pipeline/critic
+		--model.init_args.reviewer.init_args.backend runs/critic_pipeline/critic
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache data/critic_tiny

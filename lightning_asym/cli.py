@@ -19,8 +19,8 @@ from lightning.pytorch.cli import LightningCLI
 
 import lightning_asym.backends  # noqa: F401  (register classes for short class_path names)
 import lightning_asym.envs  # noqa: F401
+import lightning_asym.jobs  # noqa: F401
 import lightning_asym.rollout  # noqa: F401
-import lightning_asym.tasks  # noqa: F401
 from lightning_asym.errors import UserError
 
 

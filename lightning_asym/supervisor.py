@@ -58,14 +58,14 @@ class SupervisedStep:
 
 
 class Supervisor:
-    """Supervise a fixed actor with a critic, one turn at a time.
+    """Supervise a fixed actor with a reviewer, one turn at a time.
 
     Args:
         actor: any `ChatBackend` (local transformers model, OpenAI-compatible endpoint, ...).
-        critic: any `Reviewer` (rule critic, generative critic on a local or API model).
+        reviewer: any `Reviewer` (rule critic, generative critic on a local or API model).
         max_revisions: revisions allowed per turn after a `revise` verdict.
         fallback: when the budget is spent: `last`, `first`, or `block` (a holding reply).
-        privileged: pass `privileged=` information of `step` on to the critic.
+        privileged: pass `privileged=` information of `step` on to the reviewer.
         sampling: the actor's sampling parameters (default: the backend's own).
         accelerator, precision: Lightning Fabric settings for local models ("auto", "cpu",
             "cuda"; "32-true", "bf16-mixed", "bf16-true", ...).
@@ -74,7 +74,7 @@ class Supervisor:
     def __init__(
         self,
         actor: ChatBackend,
-        critic: Reviewer,
+        reviewer: Reviewer,
         *,
         max_revisions: int = 2,
         fallback: str = "last",
@@ -85,10 +85,10 @@ class Supervisor:
     ) -> None:
         from lightning.fabric import Fabric
 
-        self.actor, self.critic, self.sampling = actor, critic, sampling
+        self.actor, self.reviewer, self.sampling = actor, reviewer, sampling
         self.config = SupervisionConfig(max_revisions=max_revisions, fallback=fallback, privileged=privileged)
         self.fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
-        for holder in (actor, critic, getattr(critic, "backend", None)):
+        for holder in (actor, reviewer, getattr(reviewer, "backend", None)):
             model = getattr(holder, "model", None)
             if isinstance(model, nn.Module):
                 holder.model = self.fabric.setup_module(model)  # type: ignore[union-attr]
@@ -131,7 +131,7 @@ class Supervisor:
                 privileged=[privileged or ""],
                 completions=first,
                 actor=self.actor,
-                critic=self.critic,
+                reviewer=self.reviewer,
                 tools=tools,
                 sampling=self.sampling,
                 keys=[key],

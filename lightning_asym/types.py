@@ -195,6 +195,9 @@ class Trajectory:
     truncated: bool = False
     seed: int = 0
     trial: int = 0
+    privileged: str = ""
+    """The env's privileged information about the task (`MultiTurnEnv.privileged`): what only a
+    privileged critic may read. Recorded once when the episode starts; never shown to the actor."""
     info: dict[str, Any] = field(default_factory=dict)
 
     @property

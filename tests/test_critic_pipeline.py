@@ -23,7 +23,7 @@ def test_predict_then_fit_then_test_with_the_fine_tuned_critic(tmp_path, monkeyp
           "--trainer.enable_progress_bar=false"])  # fmt: skip
     assert (critic / "config.json").exists()
 
-    main(["test", "--config", str(CONFIGS / "test_tiny.yaml"), f"--model.init_args.critic.init_args.backend={critic}",
+    main(["test", "--config", str(CONFIGS / "test_tiny.yaml"), f"--model.init_args.reviewer.init_args.backend={critic}",
           "--data.init_args.num_test_tasks=2", "--data.init_args.test_trials=1", "--trainer.enable_progress_bar=false"])  # fmt: skip
     (run,) = (tmp_path / "runs" / "critic_pipeline_test").iterdir()
     trajs = read_jsonl(run / "trajectories" / "test.jsonl", Trajectory)

@@ -13,9 +13,9 @@ from lightning import Trainer
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.errors import UserError
+from lightning_asym.jobs.critic_data import CriticDataModule, load_examples
+from lightning_asym.jobs.critic_sft import CriticSFT
 from lightning_asym.review.format import example_prompt, format_verdict
-from lightning_asym.tasks.critic_data import CriticDataModule, load_examples
-from lightning_asym.tasks.critic_sft import CriticSFT
 from lightning_asym.types import Action, CriticExample, JSONLError, Message, ToolCall, write_jsonl
 
 ROOT = Path(__file__).parent.parent

@@ -12,9 +12,7 @@ from toy_env import GuessEnv
 from lightning_asym.backends import ScriptedBackend
 from lightning_asym.backends.oracle import NoisyOracleBackend
 from lightning_asym.datagen import (
-    CriticDataGen,
     CriticExampleWriter,
-    CriticTaskData,
     DataGenConfig,
     DataGenProgressBar,
     branch_labels,
@@ -23,10 +21,12 @@ from lightning_asym.datagen import (
 )
 from lightning_asym.datagen.balance import balance, dedupe, example_key, prepare, split_tasks
 from lightning_asym.datagen.branching import branch
-from lightning_asym.datagen.data import shard
 from lightning_asym.datagen.labels import Sample
-from lightning_asym.datagen.prefix import PrefixEngine, ReplayMismatch, replay
+from lightning_asym.datagen.prefix import ReplayMismatch, replay
 from lightning_asym.envs.retail import RetailEnv
+from lightning_asym.jobs import CriticDataGen, CriticTaskData
+from lightning_asym.jobs.critic_tasks import shard
+from lightning_asym.rollout.engine import RolloutEngine
 from lightning_asym.types import (
     APPROVE,
     REVISE,
@@ -141,7 +141,7 @@ def test_gold_labels_from_retail_self_play_name_the_gold_order():
 def test_replay_rebuilds_the_state_and_detects_a_mismatch():
     env = RetailEnv(num_train=3, num_validation=0, num_test=0)
     task = env.tasks("train")[0]
-    (traj,) = PrefixEngine(env).collect([task], NoisyOracleBackend(error_rate=0.0))
+    (traj,) = RolloutEngine(env).collect([task], NoisyOracleBackend(error_rate=0.0))
     e, plans = replay(env, task, traj, len(traj.turns) - 1)
     assert plans[0] == task.gold_actions and len(plans) == len(traj.turns)
     assert len(plans[-1]) < len(plans[0])  # the writes done on the way left the plan
@@ -199,7 +199,7 @@ def _guesser(p_right: float):
 def test_branching_a_fake_actor_approves_the_action_that_succeeds():
     env = GuessEnv(num_tasks=4)
     actor = ScriptedBackend(policy=_guesser(0.5))
-    engine = PrefixEngine(env, seed=0)
+    engine = RolloutEngine(env, seed=0)
     trajs = engine.collect(env.tasks("train"), actor, trials=2)
     failed = [(env.get_task("train", t.task_id), t) for t in trajs if not t.success]
     assert failed

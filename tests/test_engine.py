@@ -156,3 +156,56 @@ def test_get_task_by_id():
     assert env.get_task("test", task.id) == task
     with pytest.raises(KeyError, match="no task 'missing' in split 'test'"):
         env.get_task("test", "missing")
+
+
+def test_run_is_play_of_fresh_episodes_and_records_the_privileged_text_once():
+    env = GuessEnv(num_tasks=3)
+    tasks = env.tasks("test")
+    engine = RolloutEngine(env, seed=5)
+    ran = engine.run([(t, 0) for t in tasks], ScriptedBackend(policy=guess_policy))
+    episodes = [engine.start_episode(t, 0, key=f"k{i}") for i, t in enumerate(tasks)]
+    played = engine.play(episodes, ScriptedBackend(policy=guess_policy))
+    assert _dump(ran) == _dump(played)
+    assert [t.privileged for t in played] == [env.privileged(t) for t in tasks]
+
+
+def test_an_episode_started_from_a_prefix_goes_on_from_its_last_turn():
+    from lightning_asym.datagen.prefix import Prefix, start_from
+
+    env = GuessEnv(num_tasks=2)
+    task = env.tasks("test")[0]
+    engine = RolloutEngine(env, seed=1)
+    (whole,) = engine.collect([task], ScriptedBackend(policy=guess_policy))
+    assert len(whole.turns) >= 2
+    actor = Recording(policy=guess_policy)
+    ep = start_from(engine, Prefix(task, whole, turn=1, seed=whole.seed), key="branch")
+    assert ep.traj.messages == whole.messages[: whole.state_boundaries()[1]]
+    (again,) = engine.play([ep], actor)
+    # the prefix was not played again: the actor was asked only from turn 1 on
+    assert len(actor.batch_sizes) == len(whole.turns) - 1
+    assert again.turns[:1] == whole.turns[:1] and again.success == whole.success
+    assert again.info["prefix_turns"] == 1 and actor.released == ["branch"]
+
+
+def test_play_refuses_duplicate_keys():
+    env = GuessEnv(num_tasks=1)
+    engine = RolloutEngine(env)
+    (task,) = env.tasks("test")
+    with pytest.raises(ValueError, match="distinct"):
+        engine.play(
+            [engine.start_episode(task, 0), engine.start_episode(task, 1, key=f"{task.id}#0")],
+            ScriptedBackend(policy=guess_policy),
+        )
+
+
+def test_envs_that_do_not_judge_leave_proposals_unlabelled():
+    env = GuessEnv(num_tasks=1)
+    (task,) = env.tasks("test")
+    assert env.check_action(None) is None and env.plan() is None
+
+    class Always:
+        def review(self, requests):
+            return [Review("approve") for _ in requests]
+
+    (traj,) = RolloutEngine(env).collect([task], ScriptedBackend(policy=guess_policy), Always())
+    assert all(p.label is None for t in traj.turns for p in t.proposals)

@@ -152,13 +152,13 @@ def test_few_shot_examples_come_between_the_system_prompt_and_the_request():
 
 
 def test_invalid_settings_name_the_config_key():
-    with pytest.raises(ValueError, match=r"model\.critic\.init_args\.default_verdict.*'maybe'"):
+    with pytest.raises(ValueError, match=r"model\.reviewer\.init_args\.default_verdict.*'maybe'"):
         GenerativeCritic(Canned(["x"]), default_verdict="maybe")
-    with pytest.raises(ValueError, match=r"model\.critic\.init_args\.max_messages"):
+    with pytest.raises(ValueError, match=r"model\.reviewer\.init_args\.max_messages"):
         GenerativeCritic(Canned(["x"]), max_messages=0)
-    with pytest.raises(ValueError, match=r"model\.critic\.init_args\.max_feedback_chars"):
+    with pytest.raises(ValueError, match=r"model\.reviewer\.init_args\.max_feedback_chars"):
         GenerativeCritic(Canned(["x"]), max_feedback_chars=0)
-    with pytest.raises(TypeError, match=r"model\.critic\.init_args\.backend"):
+    with pytest.raises(TypeError, match=r"model\.reviewer\.init_args\.backend"):
         GenerativeCritic(object())  # type: ignore[arg-type]
 
 
@@ -246,7 +246,7 @@ def test_llm_critic_config_runs_with_a_tiny_critic(tmp_path):
     from lightning_asym.types import Trajectory, read_jsonl
 
     config = Path(__file__).parent.parent / "configs" / "supervise" / "oracle_llm_critic.yaml"
-    args = ["--model.critic.init_args.backend", "tiny", "--model.init_args.max_k", "2"]
+    args = ["--model.reviewer.init_args.backend", "tiny", "--model.init_args.max_k", "2"]
     args += ["--data.init_args.num_test_tasks", "2", "--data.init_args.test_trials", "1"]
     args += ["--data.init_args.max_turns", "4"]
     proc = subprocess.run(

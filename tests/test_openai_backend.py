@@ -146,10 +146,12 @@ def test_gives_up_after_max_retries_with_a_clear_error(server):
 def test_client_errors_are_not_retried(server):
     server.replies((400, ERROR))
     with pytest.raises(EndpointError) as info:
-        backend(server, max_retries=4, config_key="model.critic.init_args.backend.init_args").complete([CONV])
+        backend(server, max_retries=4, config_key="model.reviewer.init_args.backend.init_args").complete(
+            [CONV]
+        )
     assert len(server.requests) == 1
     msg = str(info.value)
-    assert "HTTP 400" in msg and "bad things" in msg and "model.critic.init_args.backend.init_args" in msg
+    assert "HTTP 400" in msg and "bad things" in msg and "model.reviewer.init_args.backend.init_args" in msg
 
 
 def test_timeouts_are_retried_then_reported(server):
@@ -260,7 +262,7 @@ def test_cli_reports_an_unreachable_endpoint_in_one_line(tmp_path):
             {
                 "trainer": {"logger": False, "enable_progress_bar": False},
                 "model": {
-                    "class_path": "lightning_asym.tasks.SupervisedAgent",
+                    "class_path": "lightning_asym.jobs.SupervisedAgent",
                     "init_args": {
                         "actor": {
                             "class_path": "lightning_asym.backends.openai.OpenAIBackend",
@@ -270,7 +272,7 @@ def test_cli_reports_an_unreachable_endpoint_in_one_line(tmp_path):
                     },
                 },
                 "data": {
-                    "class_path": "lightning_asym.rollout.RolloutDataModule",
+                    "class_path": "lightning_asym.jobs.RolloutDataModule",
                     "init_args": {
                         "env": {
                             "class_path": "lightning_asym.envs.preferences.PreferencesEnv",

@@ -132,7 +132,7 @@ def module_steps(actor, critic, env, trajs, steps):
     from lightning import Callback, LightningDataModule, Trainer
     from torch.utils.data import DataLoader
 
-    from lightning_asym.tasks import AsymmetricActorCritic
+    from lightning_asym.jobs import AsymmetricActorCritic
 
     class Fixed(LightningDataModule):
         def __init__(self):

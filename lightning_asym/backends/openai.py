@@ -61,7 +61,7 @@ class OpenAIBackend(ChatBackend):
             `tool_calls` become the action; "text": tools are described in the system prompt
             and calls are parsed from `<tool_call>` tags, for servers without tool support.
         config_key: where this backend sits in the config, named in error messages
-            (e.g. `model.critic.init_args.backend.init_args` for a critic's backend).
+            (e.g. `model.reviewer.init_args.backend.init_args` for a critic's backend).
     """
 
     def __init__(

@@ -1,22 +1,19 @@
 """Critic data generation: self-play of a fixed actor, hard-task mining, labeling, the writer.
 
-`lightning-asym predict --config configs/critic/datagen.yaml` runs `CriticDataGen` over the
-tasks of `CriticTaskData`; `CriticExampleWriter` appends the examples and builds the
-balanced train/validation files that critic fine-tuning reads.
+`lightning-asym predict --config configs/critic/datagen.yaml` runs the job
+`lightning_asym.jobs.CriticDataGen` over the tasks of `lightning_asym.jobs.CriticTaskData`;
+`CriticExampleWriter` appends the examples and builds the balanced train/validation files that
+critic fine-tuning reads.
 """
 
 from lightning_asym.datagen.balance import prepare
-from lightning_asym.datagen.data import CriticTaskData
 from lightning_asym.datagen.labels import branch_labels, gold_feedback, gold_labels
-from lightning_asym.datagen.module import CriticDataGen
 from lightning_asym.datagen.progress import DataGenProgressBar
 from lightning_asym.datagen.selfplay import DataGenConfig, TaskResult, generate
 from lightning_asym.datagen.writer import CriticExampleWriter
 
 __all__ = [
-    "CriticDataGen",
     "CriticExampleWriter",
-    "CriticTaskData",
     "DataGenConfig",
     "DataGenProgressBar",
     "TaskResult",

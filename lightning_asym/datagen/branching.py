@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from lightning_asym.backends.base import ChatBackend
 from lightning_asym.datagen.labels import Sample, branch_labels, deviated, first_deviation
-from lightning_asym.datagen.prefix import Prefix, PrefixEngine, ReplayMismatch, replay
+from lightning_asym.datagen.prefix import Prefix, ReplayMismatch, replay, start_from
 from lightning_asym.review.format import render_transcript
-from lightning_asym.rollout.engine import episode_seed
+from lightning_asym.rollout.engine import RolloutEngine, episode_seed
 from lightning_asym.types import CriticExample, Task, Trajectory
 
 
@@ -62,7 +62,7 @@ class BranchStats:
 
 
 def branch(
-    engine: PrefixEngine,
+    engine: RolloutEngine,
     actor: ChatBackend,
     failed: Sequence[tuple[Task, Trajectory]],
     *,
@@ -102,7 +102,8 @@ def branch(
             s = episode_seed(seed, f"{task.id}/branch/{name}", j)
             prefixes.append(Prefix(task, traj, t, s, name=f"{name}/{j}"))
             owners.append(i)
-    rolls = engine.run_from(prefixes, actor) if prefixes else []
+    episodes = [start_from(engine, p, key=f"{p.task.id}#branch#{i}") for i, p in enumerate(prefixes)]
+    rolls = engine.play(episodes, actor) if episodes else []
     by_point: dict[int, list[Trajectory]] = {}
     for r, o in zip(rolls, owners):
         by_point.setdefault(o, []).append(r)

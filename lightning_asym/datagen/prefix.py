@@ -1,4 +1,4 @@
-"""Rebuild an episode's state at a turn, and run episodes on from such prefixes.
+"""Rebuild an episode's state at a turn, and start episodes from such prefixes.
 
 An episode is a pure function of its env seed and the actions taken (the scripted user is
 deterministic given the seed), so `replay` rebuilds the env at any turn of a recorded
@@ -6,19 +6,17 @@ trajectory: `env.fork(); env.reset(task, traj.seed)`, then the earlier actions. 
 each observation against the recording and raises `ReplayMismatch` where they differ (an
 LLM user, or an env that is not deterministic), so nothing is labelled on a wrong state.
 
-`PrefixEngine` is the rollout engine with one change: its episodes start from a given
-prefix (a replayed env, the recorded messages and turns) instead of `reset`, and the
-engine's own loop plays them to the end.
+`start_from` turns a `Prefix` into an `Episode` of the rollout engine
+(`RolloutEngine.start_episode` with the replayed env, the recorded messages and turns), and
+`RolloutEngine.play` plays such episodes on to the end like fresh ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lightning_asym.backends.base import ChatBackend
 from lightning_asym.envs.base import MultiTurnEnv
-from lightning_asym.rollout.engine import RolloutEngine, _Episode
+from lightning_asym.rollout.engine import Episode, RolloutEngine
 from lightning_asym.types import Action, Task, Trajectory
 
 
@@ -31,17 +29,16 @@ def replay(
 ) -> tuple[MultiTurnEnv, list[list[Action]] | None]:
     """A fresh env in the state before turn `upto` of `traj`, and the plan before each turn.
 
-    The plan is the env's remaining gold actions (`_remaining`, kept by `RetailEnv`) before
-    turns 0..upto, or None for envs that keep no plan. Parse-error turns never reached the
-    env, so they are not stepped.
+    The plan is the env's `plan()` (its remaining gold actions) before turns 0..upto, or None
+    for envs that keep no plan. Parse-error turns never reached the env, so they are not stepped.
     """
     e = env.fork()
     e.reset(task, traj.seed)
-    has_plan = isinstance(getattr(e, "_remaining", None), list)
+    has_plan = e.plan() is not None
     plans: list[list[Action]] = []
     for turn in traj.turns[: upto + 1]:
         if has_plan:
-            plans.append(list(e._remaining))  # type: ignore[attr-defined]
+            plans.append(e.plan() or [])
         if turn.index == upto:
             break
         if turn.action is None:
@@ -69,36 +66,23 @@ class Prefix:
     name: str = ""
 
 
-class PrefixEngine(RolloutEngine):
-    """A `RolloutEngine` whose episodes may start from recorded prefixes (see `run_from`);
-    `run` and `collect` behave as the plain engine's."""
+def start_from(engine: RolloutEngine, prefix: Prefix, key: str) -> Episode:
+    """An episode that goes on from `prefix` (its env replayed, its messages and turns kept).
 
-    _prefixes: Sequence[Prefix] = ()
-
-    def run_from(self, prefixes: Sequence[Prefix], actor: ChatBackend) -> list[Trajectory]:
-        """Play each prefix on to the end, all in lock-step; returns them in order.
-
-        A returned trajectory holds the prefix's messages and turns followed by the new ones;
-        its `seed` is the prefix's sampling seed and `info["env_seed"]` the episode's seed.
-        Raises `ReplayMismatch` when a prefix cannot be rebuilt.
-        """
-        self._prefixes = list(prefixes)
-        try:
-            return self.run([(p.task, i) for i, p in enumerate(self._prefixes)], actor, None)
-        finally:
-            self._prefixes = ()
-
-    def _start(self, task: Task, trial: int, index: int, actor: ChatBackend) -> _Episode:
-        ep = super()._start(task, trial, index, actor)  # the engine's own bookkeeping and actor.start
-        if not self._prefixes:  # a plain `run`/`collect`
-            return ep
-        p = self._prefixes[index]
-        ep.env.close()
-        ep.env, _ = replay(self.env, task, p.traj, p.turn)
-        cut = p.traj.state_boundaries()[p.turn]
-        ep.traj.messages = list(p.traj.messages[:cut])
-        ep.traj.turns = list(p.traj.turns[: p.turn])
-        ep.traj.seed = p.seed  # sampling seeds derive from it; the env keeps the episode's seed
-        ep.traj.trial = p.traj.trial
-        ep.traj.info.update(env_seed=p.traj.seed, prefix_turns=p.turn, branch=p.name)
-        return ep
+    The trajectory's `seed` is the prefix's sampling seed and `info["env_seed"]` the recorded
+    episode's; raises `ReplayMismatch` when the prefix cannot be rebuilt.
+    """
+    p = prefix
+    env, _ = replay(engine.env, p.task, p.traj, p.turn)
+    cut = p.traj.state_boundaries()[p.turn]
+    ep = engine.start_episode(
+        p.task,
+        p.traj.trial,
+        key=key,
+        env=env,
+        messages=p.traj.messages[:cut],
+        turns=p.traj.turns[: p.turn],
+        seed=p.seed,
+    )
+    ep.traj.info.update(env_seed=p.traj.seed, prefix_turns=p.turn, branch=p.name)
+    return ep

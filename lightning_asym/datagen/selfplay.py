@@ -17,8 +17,9 @@ from lightning_asym.backends.base import ChatBackend, SamplingParams
 from lightning_asym.datagen.balance import dedupe
 from lightning_asym.datagen.branching import branch
 from lightning_asym.datagen.labels import first_deviation, gold_labels
-from lightning_asym.datagen.prefix import PrefixEngine, ReplayMismatch, replay
+from lightning_asym.datagen.prefix import ReplayMismatch, replay
 from lightning_asym.envs.base import MultiTurnEnv
+from lightning_asym.rollout.engine import RolloutEngine
 from lightning_asym.types import CriticExample, Task, Trajectory
 
 GOLD_TASKS = ("all", "hard")
@@ -118,9 +119,10 @@ def generate(
     """Self-play, mine and label a batch of tasks; one `TaskResult` per task, in order."""
     if not tasks:
         return []
-    engine = PrefixEngine(env, config.max_turns, config.sampling, config.seed)
+    engine = RolloutEngine(env, config.max_turns, config.sampling, config.seed)
     trajs = engine.collect(tasks, actor, trials=config.trials)
-    privileged = {t.id: env.privileged(t) if config.privileged else "" for t in tasks}
+    # the privileged text each episode recorded when it started, if the examples should carry it
+    privileged = {t.task_id: t.privileged if config.privileged else "" for t in trajs}
     results: list[TaskResult] = []
     failed: list[tuple[Task, Trajectory]] = []
     for i, task in enumerate(tasks):

@@ -40,7 +40,10 @@ class MultiTurnEnv(ABC):
       * `reset(task, seed)` returns the opening messages (system policy + first user message);
       * `step(action)` never raises on agent output: a malformed action, an unknown tool or
         bad arguments yield an error observation (`info["error"]`) and the episode goes on;
-      * `privileged(task)` is the hidden information only a privileged critic may see.
+      * `privileged(task)` is the hidden information only a privileged critic may see;
+      * `check_action(action)` is the env's own judgement of a proposed action in the current
+        state, without applying it (None: this env does not judge);
+      * `plan()` is what the env still expects the agent to do (None: it keeps no plan).
     """
 
     name: str = "env"
@@ -66,6 +69,19 @@ class MultiTurnEnv(ABC):
     def privileged(self, task: Task) -> str:
         """What only a privileged critic may see about `task` (the user's hidden goal...)."""
         return task.privileged
+
+    def check_action(self, action: Action | None) -> dict[str, Any] | None:
+        """The env's judgement of a proposed `action` (None: unparseable output) in the current
+        state, without applying it: `{"deviation": bool, "violation": str | None}`, as `step`
+        would put in its info. Supervision labels every proposal with it, so critics can be
+        scored against the env; it never reaches the critic. The default, None, means this env
+        does not judge actions (precision and recall are then not reported)."""
+        return None
+
+    def plan(self) -> list[Action] | None:
+        """The actions the env still expects, in order, from the current state (the rest of the
+        gold plan), or None for an env that keeps no plan. The labeler writes feedback from it."""
+        return None
 
     def close(self) -> None:  # noqa: B027  (an optional hook, not abstract)
         """Release per-episode resources (an LLM user's KV cache...); called when an episode ends."""

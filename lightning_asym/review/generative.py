@@ -101,15 +101,15 @@ class GenerativeCritic:
     ) -> None:
         if default_verdict not in VERDICTS:
             raise ValueError(
-                f"model.critic.init_args.default_verdict must be one of {VERDICTS}, got {default_verdict!r}"
+                f"model.reviewer.init_args.default_verdict must be one of {VERDICTS}, got {default_verdict!r}"
             )
         if max_messages is not None and max_messages < 1:
             raise ValueError(
-                f"model.critic.init_args.max_messages must be >= 1 or null (all), got {max_messages}"
+                f"model.reviewer.init_args.max_messages must be >= 1 or null (all), got {max_messages}"
             )
         if max_feedback_chars < 1:
             raise ValueError(
-                f"model.critic.init_args.max_feedback_chars must be >= 1, got {max_feedback_chars}"
+                f"model.reviewer.init_args.max_feedback_chars must be >= 1, got {max_feedback_chars}"
             )
         if isinstance(backend, str):
             from lightning_asym.backends.hf import TransformersBackend
@@ -117,7 +117,7 @@ class GenerativeCritic:
             backend = TransformersBackend(model=backend)
         if not isinstance(backend, ChatBackend):
             raise TypeError(
-                "model.critic.init_args.backend must be a ChatBackend (class_path/init_args) or a "
+                "model.reviewer.init_args.backend must be a ChatBackend (class_path/init_args) or a "
                 f"model name ({', '.join(MODEL_SHORTCUTS)} or a directory), got {type(backend).__name__}"
             )
         self.backend = backend

@@ -1,11 +1,9 @@
-"""Rollouts: the lock-step engine, the supervision loop and the streaming DataModule."""
+"""Rollouts: the lock-step engine and the supervision loop (the jobs' data modules drive them)."""
 
-from lightning_asym.rollout.datamodule import RolloutDataModule
 from lightning_asym.rollout.engine import RolloutEngine, episode_seed
 from lightning_asym.rollout.supervision import Reviewer, ReviewRequest, SupervisionConfig
 
 __all__ = [
-    "RolloutDataModule",
     "RolloutEngine",
     "Reviewer",
     "ReviewRequest",

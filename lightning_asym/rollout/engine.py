@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.envs.base import MultiTurnEnv, StepResult
@@ -31,24 +30,32 @@ def episode_seed(seed: int, task_id: str, trial: int) -> int:
 
 
 @dataclass
-class _Episode:
+class Episode:
+    """One episode in play: its env (a fork of the engine's), its trajectory so far, its actor key.
+
+    Made by `RolloutEngine.start_episode`, either fresh (`env.reset`) or from a recorded prefix;
+    `RolloutEngine.play` runs a list of them to the end in lock-step.
+    """
+
     key: str
     task: Task
     env: MultiTurnEnv
     traj: Trajectory
     done: bool = False
-    last_info: dict[str, Any] = field(default_factory=dict)
 
 
 class RolloutEngine:
-    """Runs multi-turn episodes of `env` with an actor and, optionally, a reviewing critic.
+    """Runs multi-turn episodes of `env` with an actor and, optionally, a reviewer.
+
+    `run`/`collect` play fresh episodes; `start_episode` + `play` also start episodes from a
+    recorded prefix (critic data generation branches from them).
 
     Args:
         env: the domain; each episode runs on its own `env.fork()`.
         max_turns: truncate episodes after this many agent turns (default: `env.max_turns`).
         sampling: the actor's sampling parameters (default: the backend's own).
         seed: base seed; episode seeds derive from it, the task id and the trial number.
-        supervision: revision budget and fallback when a critic reviews actions.
+        supervision: revision budget and fallback when a reviewer supervises actions.
     """
 
     def __init__(
@@ -71,22 +78,83 @@ class RolloutEngine:
         self,
         tasks: Sequence[Task],
         actor: ChatBackend,
-        critic: Reviewer | None = None,
+        reviewer: Reviewer | None = None,
         *,
         trials: int = 1,
         first_trial: int = 0,
     ) -> list[Trajectory]:
         """Run `trials` episodes of each task; returns trajectories task-major, trial-minor."""
         specs = [(task, first_trial + k) for task in tasks for k in range(trials)]
-        return self.run(specs, actor, critic)
+        return self.run(specs, actor, reviewer)
 
     def run(
-        self, specs: Sequence[tuple[Task, int]], actor: ChatBackend, critic: Reviewer | None = None
+        self, specs: Sequence[tuple[Task, int]], actor: ChatBackend, reviewer: Reviewer | None = None
     ) -> list[Trajectory]:
-        """Run one episode per `(task, trial)` in lock-step; returns them in the given order."""
-        episodes = [self._start(task, trial, i, actor) for i, (task, trial) in enumerate(specs)]
+        """Run one fresh episode per `(task, trial)` in lock-step; returns them in the given order."""
+        return self.play(
+            [
+                self.start_episode(task, trial, key=f"{task.id}#{trial}#{i}")
+                for i, (task, trial) in enumerate(specs)
+            ],
+            actor,
+            reviewer,
+        )
+
+    def start_episode(
+        self,
+        task: Task,
+        trial: int = 0,
+        *,
+        key: str | None = None,
+        env: MultiTurnEnv | None = None,
+        messages: Sequence[Message] | None = None,
+        turns: Sequence[Turn] = (),
+        seed: int | None = None,
+    ) -> Episode:
+        """An episode of `task` ready for `play`.
+
+        Fresh by default: a fork of the engine's env, reset with the episode seed
+        `episode_seed(self.seed, task.id, trial)`. To go on from a recorded prefix, pass the
+        `env` already in the prefix's state (e.g. from `datagen.prefix.replay`, which the
+        episode then owns and closes), the prefix's `messages` and its `turns`; `seed` then sets
+        the sampling seed of the new turns (the env keeps its own state).
+
+        `key` names the episode for the actor's `start`/`release` hooks and KV cache; it must
+        be unique among the episodes played together (default `"{task.id}#{trial}"`).
+        """
+        if (env is None) != (messages is None):
+            raise ValueError("start_episode: pass both env and messages to start from a prefix, or neither")
+        env_seed = episode_seed(self.seed, task.id, trial)
+        if env is None:
+            env = self.env.fork()
+            messages = env.reset(task, env_seed)
+        traj = Trajectory(
+            task_id=task.id,
+            split=task.split,
+            messages=list(messages),  # type: ignore[arg-type]
+            turns=list(turns),
+            seed=env_seed if seed is None else seed,
+            trial=trial,
+            privileged=self.env.privileged(task),
+            info={"actor_tokens": 0, "actor_prompt_tokens": 0, "critic_tokens": 0},
+        )
+        return Episode(key if key is not None else f"{task.id}#{trial}", task, env, traj)
+
+    def play(
+        self, episodes: Sequence[Episode], actor: ChatBackend, reviewer: Reviewer | None = None
+    ) -> list[Trajectory]:
+        """Play `episodes` to the end in lock-step, one batched `actor.complete` per step, with
+        `reviewer` (if any) supervising each proposed action; returns their trajectories in order.
+
+        Each episode's env is closed and its actor key released when it ends.
+        """
+        keys = [ep.key for ep in episodes]
+        if len(set(keys)) != len(keys):
+            raise ValueError("play: episode keys must be distinct (start_episode(key=...))")
+        for ep in episodes:
+            actor.start(ep.key, ep.task)
         tools = self.env.tool_schemas
-        live = list(episodes)
+        live = [ep for ep in episodes if not ep.done]
         while live:
             convs = [ep.traj.messages for ep in live]
             keys = [ep.key for ep in live]
@@ -98,20 +166,20 @@ class RolloutEngine:
                     f"completions for {len(live)} conversations"
                 )
             proposals: list[list] = [[] for _ in live]
-            if critic is not None:
+            if reviewer is not None:
                 completions, proposals = supervise_step(
                     live_messages=convs,
                     tasks=[ep.task for ep in live],
-                    privileged=[self.env.privileged(ep.task) for ep in live],
+                    privileged=[ep.traj.privileged for ep in live],
                     completions=completions,
                     actor=actor,
-                    critic=critic,
+                    reviewer=reviewer,
                     tools=tools,
                     sampling=self.sampling,
                     keys=keys,
                     seeds=seeds,
                     config=self.supervision,
-                    judges=[getattr(ep.env, "check_action", None) for ep in live],
+                    judges=[ep.env.check_action for ep in live],
                 )
             for ep, comp, props in zip(live, completions, proposals):
                 self._advance(ep, comp, props)
@@ -123,23 +191,7 @@ class RolloutEngine:
             live = [ep for ep in live if not ep.done]
         return [ep.traj for ep in episodes]
 
-    def _start(self, task: Task, trial: int, index: int, actor: ChatBackend) -> _Episode:
-        seed = episode_seed(self.seed, task.id, trial)
-        env = self.env.fork()
-        messages = env.reset(task, seed)
-        key = f"{task.id}#{trial}#{index}"
-        actor.start(key, task)
-        traj = Trajectory(
-            task_id=task.id,
-            split=task.split,
-            messages=list(messages),
-            seed=seed,
-            trial=trial,
-            info={"actor_tokens": 0, "actor_prompt_tokens": 0, "critic_tokens": 0},
-        )
-        return _Episode(key, task, env, traj)
-
-    def _advance(self, ep: _Episode, comp: Completion, proposals: list) -> None:
+    def _advance(self, ep: Episode, comp: Completion, proposals: list) -> None:
         traj = ep.traj
         index = len(traj.turns)
         # every proposal cost actor tokens, not only the one that went out

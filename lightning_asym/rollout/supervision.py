@@ -1,4 +1,4 @@
-"""The supervision loop: a critic reviews each proposed action before it reaches the env.
+"""The supervision loop: a reviewer checks each proposed action before it reaches the env.
 
 On `revise`, the feedback goes to the actor only (as a user-role message that starts with
 `REVISION_PREFIX`, appended after its rejected proposal) and the actor proposes again, up to
@@ -56,18 +56,19 @@ def supervise_step(
     privileged: Sequence[str],
     completions: Sequence[Completion],
     actor: ChatBackend,
-    critic: Reviewer,
+    reviewer: Reviewer,
     tools: list[dict[str, Any]],
     sampling: SamplingParams | None,
     keys: Sequence[Hashable],
     seeds: Sequence[int],
     config: SupervisionConfig,
-    judges: Sequence[Callable[[Action], dict[str, Any]] | None] | None = None,
+    judges: Sequence[Callable[[Action | None], dict[str, Any] | None]] | None = None,
 ) -> tuple[list[Completion], list[list[Proposal]]]:
     """Review one step's proposals of all live episodes, batching reviews and revisions.
 
     `judges[i]`, when given, is the env's `check_action` for episode i: each proposal is
-    labelled with the env's own verdict (`deviation`, `violation`) so critics can be scored.
+    labelled with the env's own verdict (`deviation`, `violation`) so reviewers can be scored;
+    an env that does not judge returns None and its proposals stay unlabelled.
     Returns the completion that goes out for each episode and its proposal history.
     """
     n = len(completions)
@@ -89,7 +90,7 @@ def supervise_step(
             )
             for i in pending
         ]
-        reviews = critic.review(requests)
+        reviews = reviewer.review(requests)
         revise = []
         for i, review in zip(pending, reviews):
             c = current[i]
@@ -122,12 +123,15 @@ def supervise_step(
     return chosen, history  # type: ignore[return-value]
 
 
-def _label(judge: Callable[[Action], dict[str, Any]] | None, c: Completion) -> dict[str, Any] | None:
-    if judge is None:
+def _label(
+    judge: Callable[[Action | None], dict[str, Any] | None] | None, c: Completion
+) -> dict[str, Any] | None:
+    label = judge(c.action) if judge is not None else None
+    if label is None:
         return None
     if c.action is None:
         return {"deviation": True, "violation": f"unparseable action ({c.parse_error})"}
-    return dict(judge(c.action))
+    return dict(label)
 
 
 def _fallback(

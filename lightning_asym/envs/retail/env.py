@@ -164,7 +164,12 @@ class RetailEnv(MultiTurnEnv):
 
     # ------------------------------------------------------------------ judgement
 
-    def check_action(self, action: Action) -> dict[str, Any]:
+    def plan(self) -> list[Action] | None:
+        """The gold actions not yet matched, in order (None before `reset`)."""
+        remaining = getattr(self, "_remaining", None)
+        return list(remaining) if remaining is not None else None
+
+    def check_action(self, action: Action | None) -> dict[str, Any]:
         """The env's judgement of `action` in the current state, without applying it.
 
         Returns ``{"deviation": bool, "violation": str | None}`` as `step` would put in info.

@@ -31,7 +31,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPre
 
 from lightning_asym.backends.hf import TransformersBackend, load_model_and_tokenizer
 from lightning_asym.errors import UserError
-from lightning_asym.tasks.critic_data import CriticEncoder
+from lightning_asym.jobs.critic_data import CriticEncoder
 from lightning_asym.types import CriticExample
 
 log = logging.getLogger(__name__)

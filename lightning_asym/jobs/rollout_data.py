@@ -2,7 +2,8 @@
 
 The data of on-policy RL is produced by the model being trained, so every loader here calls
 the rollout engine with whatever policy the attached LightningModule exposes through
-`rollout_policy() -> (actor_backend, critic_or_None)`:
+`rollout_policy(stage) -> (actor_backend, reviewer_or_None)` (the `RolloutPolicy` protocol;
+`stage` is the loader's: `train`, `validation`, `test` or `predict`):
 
 * `train_dataloader` streams fresh rollouts of random train tasks, generated when the batch
   is requested (use `training_step(self, dataloader_iter)` so Lightning does not prefetch a
@@ -17,18 +18,27 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset
 
-from lightning_asym.backends.base import SamplingParams
+from lightning_asym.backends.base import ChatBackend, SamplingParams
 from lightning_asym.envs.base import MultiTurnEnv
+from lightning_asym.review.base import Reviewer
 from lightning_asym.rollout.engine import RolloutEngine
 from lightning_asym.rollout.supervision import SupervisionConfig
 from lightning_asym.types import Task, Trajectory
 
-Policy = Callable[[], tuple[Any, Any]]
+Policy = Callable[[], tuple[ChatBackend, Reviewer | None]]
+
+
+@runtime_checkable
+class RolloutPolicy(Protocol):
+    """A LightningModule whose episodes a `RolloutDataModule` plays: it says, per loader stage,
+    which actor acts and which reviewer (if any) supervises it."""
+
+    def rollout_policy(self, stage: str) -> tuple[ChatBackend, Reviewer | None]: ...
 
 
 class FixedRollouts(IterableDataset):
@@ -42,8 +52,8 @@ class FixedRollouts(IterableDataset):
 
     def __iter__(self) -> Iterator[list[Trajectory]]:
         for i in range(0, len(self.specs), self.batch_size):
-            actor, critic = self.policy()
-            yield self.engine.run(self.specs[i : i + self.batch_size], actor, critic)
+            actor, reviewer = self.policy()
+            yield self.engine.run(self.specs[i : i + self.batch_size], actor, reviewer)
 
 
 class StreamingRollouts(IterableDataset):
@@ -71,8 +81,8 @@ class StreamingRollouts(IterableDataset):
             specs = [
                 (t, self.batches_done * self.group_size + g) for t in chosen for g in range(self.group_size)
             ]
-            actor, critic = self.policy()
-            batch = self.engine.run(specs, actor, critic)
+            actor, reviewer = self.policy()
+            batch = self.engine.run(specs, actor, reviewer)
             self.batches_done += 1
             yield batch
 
@@ -86,7 +96,7 @@ class RolloutDataModule(LightningDataModule):
         max_turns: truncate episodes after this many turns (default: the env's).
         sampling: the actor's sampling parameters for training rollouts.
         eval_sampling: sampling for validation/test/predict (default: same as `sampling`).
-        supervision: the revision budget and fallback when the module has a critic.
+        supervision: the revision budget and fallback when the module has a reviewer.
         seed: base seed of the task stream and of every episode.
         group_size: trials per train task in one batch (for group baselines; 1 = none).
         num_train_tasks / num_val_tasks / num_test_tasks / num_predict_tasks: use only the
@@ -148,23 +158,29 @@ class RolloutDataModule(LightningDataModule):
             raise ValueError(f"env {self.env.name!r} has no tasks in split {split!r}")
         return tasks[:limit] if limit is not None else tasks
 
-    def _policy(self) -> tuple[Any, Any]:
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        if module is None or not hasattr(module, "rollout_policy"):
-            raise RuntimeError(
-                "RolloutDataModule needs a LightningModule with a `rollout_policy()` method "
-                "returning (actor_backend, critic_or_None), e.g. SupervisedAgent."
-            )
-        return module.rollout_policy()
+    def _policy(self, stage: str) -> Policy:
+        """The attached module's policy for the loaders of `stage`, asked at each batch."""
+
+        def policy() -> tuple[ChatBackend, Reviewer | None]:
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            if not isinstance(module, RolloutPolicy):
+                raise TypeError(
+                    f"RolloutDataModule plays episodes for the model, but {type(module).__name__} has no "
+                    "`rollout_policy(stage) -> (actor_backend, reviewer_or_None)`: use a model such as "
+                    "lightning_asym.jobs.SupervisedAgent or AsymmetricActorCritic"
+                )
+            return module.rollout_policy(stage)
+
+        return policy
 
     def _rank(self) -> tuple[int, int]:
         t = self.trainer
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
-    def _fixed(self, split: str, trials: int) -> DataLoader:
+    def _fixed(self, split: str, trials: int, stage: str) -> DataLoader:
         rank, world = self._rank()
         specs = [(t, k) for t in self.split_tasks(split, self.num.get(split)) for k in range(trials)]
-        ds = FixedRollouts(self.eval_engine, specs[rank::world], self.batch_size, self._policy)
+        ds = FixedRollouts(self.eval_engine, specs[rank::world], self.batch_size, self._policy(stage))
         return DataLoader(ds, batch_size=None, num_workers=0, collate_fn=_identity)
 
     # ------------------------------------------------------------------ loaders
@@ -176,20 +192,20 @@ class RolloutDataModule(LightningDataModule):
                 self.split_tasks("train", self.num["train"]),
                 self.batch_size,
                 self.group_size,
-                self._policy,
+                self._policy("train"),
                 seed=self.seed * 1000 + rank,
             )
             self._train_stream.batches_done = self._restored_batches
         return DataLoader(self._train_stream, batch_size=None, num_workers=0, collate_fn=_identity)
 
     def val_dataloader(self) -> DataLoader:
-        return self._fixed("validation", self.trials["validation"])
+        return self._fixed("validation", self.trials["validation"], "validation")
 
     def test_dataloader(self) -> DataLoader:
-        return self._fixed("test", self.trials["test"])
+        return self._fixed("test", self.trials["test"], "test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._fixed(self.predict_split, self.trials["predict"])
+        return self._fixed(self.predict_split, self.trials["predict"], "predict")
 
     # resume the train stream where it stopped
     def state_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ the current weights at that moment), then:
    entropy bonus, optional KL to the initial weights) and the critic (clipped value loss),
    each with its own optimiser and learning rate.
 
-With `warmup_steps: N` and a `demonstrator` (a scripted policy), the first N steps clone the
+With `clone_steps: N` and a `demonstrator` (a scripted policy), the first N steps clone the
 demonstrator instead (log-likelihood of its actions in the actor's own tokens), and the
 critic fits the demonstrator's returns: a tiny random actor learns the action format there,
 and PPO takes over from it. Those returns are the demonstrator's, not the actor's: with
@@ -60,9 +60,9 @@ class AsymmetricActorCritic(LightningModule):
         max_grad_norm: gradient clipping per model (0 = none).
         whiten_advantages: normalise advantages over the batch's generated tokens.
         seed: seeds the minibatch order (with the step number).
-        demonstrator: a scripted policy to clone during the first `warmup_steps` steps.
-        warmup_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
-        warmup_lr: the actor's learning rate while cloning (default: `actor_lr`).
+        demonstrator: a scripted policy to clone during the first `clone_steps` steps.
+        clone_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
+        clone_lr: the actor's learning rate while cloning (default: `actor_lr`).
         critic_warmup_steps: steps after cloning that train only the critic, on the actor's
             own episodes (no effect without a critic).
         mask_truncated_turns: take no policy loss on a turn cut off by `max_new_tokens` (as
@@ -89,8 +89,8 @@ class AsymmetricActorCritic(LightningModule):
         whiten_advantages: bool = True,
         seed: int = 0,
         demonstrator: ScriptedPolicy | None = None,
-        warmup_steps: int = 0,
-        warmup_lr: float | None = None,
+        clone_steps: int = 0,
+        clone_lr: float | None = None,
         critic_warmup_steps: int = 0,
         mask_truncated_turns: bool = True,
     ) -> None:
@@ -110,15 +110,14 @@ class AsymmetricActorCritic(LightningModule):
         self.ppo_epochs, self.minibatch_size = ppo_epochs, minibatch_size
         self.actor_lr, self.critic_lr, self.weight_decay = actor_lr, critic_lr, weight_decay
         self.max_grad_norm, self.whiten_advantages, self.seed = max_grad_norm, whiten_advantages, seed
-        if warmup_steps and demonstrator is None:
-            raise ValueError("model.warmup_steps needs model.demonstrator (a scripted policy to clone)")
-        self.warmup_steps = warmup_steps
-        self.warmup_lr = warmup_lr if warmup_lr is not None else actor_lr
+        if clone_steps and demonstrator is None:
+            raise ValueError("model.clone_steps needs model.demonstrator (a scripted policy to clone)")
+        self.clone_steps = clone_steps
+        self.clone_lr = clone_lr if clone_lr is not None else actor_lr
         self.critic_warmup_steps = critic_warmup_steps
         self.mask_truncated_turns = mask_truncated_turns
         self._warned_all_cut = False
         self._demo = ScriptedBackend(policy=demonstrator) if demonstrator is not None else None
-        self._collecting_train = False  # True only while the train batch is generated
         self.automatic_optimization = False
         self.val_success, self.val_reward = MeanMetric(), MeanMetric()
 
@@ -139,8 +138,10 @@ class AsymmetricActorCritic(LightningModule):
                 "step per backward); use bf16-mixed or 32-true"
             )
 
-    def rollout_policy(self) -> tuple[Any, None]:
-        if self._collecting_train and self.global_step < self.warmup_steps:
+    def rollout_policy(self, stage: str) -> tuple[Any, None]:
+        """Who plays the data module's episodes: the demonstrator for training batches while
+        cloning, the actor otherwise; PPO trains without a reviewer."""
+        if stage == "train" and self.global_step < self.clone_steps:
             return self._demo, None
         return self.actor.backend, None
 
@@ -161,24 +162,20 @@ class AsymmetricActorCritic(LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, dataloader_iter: Iterator) -> None:
         t0 = time.perf_counter()
-        self._collecting_train = True
-        try:
-            trajs, _, _ = next(dataloader_iter)
-        finally:
-            self._collecting_train = False
+        trajs, _, _ = next(dataloader_iter)
         rollout_s = time.perf_counter() - t0
-        cloning = self.global_step < self.warmup_steps
+        cloning = self.global_step < self.clone_steps
         actor_opt = self.optimizers()[0] if isinstance(self.optimizers(), list) else self.optimizers()
         for group in actor_opt.param_groups:
-            group["lr"] = self.warmup_lr if cloning else self.actor_lr
+            group["lr"] = self.clone_lr if cloning else self.actor_lr
         if cloning:
             return self._clone_step(trajs, rollout_s)
-        if self.warmup_steps and self.global_step == self.warmup_steps:
+        if self.clone_steps and self.global_step == self.clone_steps:
             # the KL anchor is the policy cloning produced, not the random initial weights
             # (a resumed run gets the anchor back from the checkpoint's state dict)
             self.actor.reset_reference()
         # after cloning, the critic may first learn the actor's own values while the actor waits
-        train_actor = self.critic is None or self.global_step >= self.warmup_steps + self.critic_warmup_steps
+        train_actor = self.critic is None or self.global_step >= self.clone_steps + self.critic_warmup_steps
         tokens = self.actor.tokens(trajs, mask_truncated=self.mask_truncated_turns)
         if self.mask_truncated_turns and not bool(tokens.gen_mask.any()) and not self._warned_all_cut:
             self._warned_all_cut = True
@@ -186,7 +183,7 @@ class AsymmetricActorCritic(LightningModule):
                 "every turn of this rollout batch ran to sampling.max_new_tokens without an end "
                 "token, and model.mask_truncated_turns takes no policy loss on such turns, so the "
                 "actor does not learn from it. Raise model.actor.init_args.sampling.max_new_tokens, "
-                "clone a demonstrator first (model.warmup_steps), or set "
+                "clone a demonstrator first (model.clone_steps), or set "
                 "model.mask_truncated_turns: false."
             )
         with torch.no_grad():

@@ -68,7 +68,7 @@ class CriticDataGen(LightningModule):
         if not isinstance(env, MultiTurnEnv):
             raise ValueError(
                 "CriticDataGen plays the env of its data module: use "
-                "data.class_path: lightning_asym.datagen.CriticTaskData with data.init_args.env."
+                "data.class_path: lightning_asym.jobs.CriticTaskData with data.init_args.env."
             )
         return env
 

@@ -1,4 +1,4 @@
-"""`SupervisedAgent`: evaluate a fixed actor, alone or supervised by a critic (`lightning-asym test`)."""
+"""`SupervisedAgent`: evaluate a fixed actor, alone or supervised by a reviewer (`lightning-asym test`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ _SECTIONS = {
 
 
 class SupervisedAgent(LightningModule):
-    """Plays the data module's episodes with `actor` (and `critic`, if given) and scores them.
+    """Plays the data module's episodes with `actor` (and `reviewer`, if given) and scores them.
 
     Logs under `test/` (or `val/`):
 
@@ -47,7 +47,8 @@ class SupervisedAgent(LightningModule):
 
     Args:
         actor: the acting backend (a local model, an API endpoint, a scripted or oracle actor).
-        critic: an optional reviewer that supervises each proposed action.
+        reviewer: an optional reviewer that supervises each proposed action (a
+            `GenerativeCritic`, a `RetailRuleCritic`, any `Reviewer`).
         max_k: the largest k for pass^k (set the data module's `test_trials` >= max_k).
         save_trajectories: write every trajectory as JSONL in the log directory.
     """
@@ -55,13 +56,13 @@ class SupervisedAgent(LightningModule):
     def __init__(
         self,
         actor: ChatBackend,
-        critic: Reviewer | None = None,
+        reviewer: Reviewer | None = None,
         max_k: int = 4,
         save_trajectories: bool = True,
     ) -> None:
         super().__init__()
         self.actor = actor
-        self.critic = critic
+        self.reviewer = reviewer
         self.max_k = max_k
         self.save_trajectories = save_trajectories
         self.stage_metrics = torch.nn.ModuleDict(
@@ -79,8 +80,8 @@ class SupervisedAgent(LightningModule):
         self._t0 = 0.0
         self.results: dict[str, float] = {}
 
-    def rollout_policy(self) -> tuple[ChatBackend, Reviewer | None]:
-        return self.actor, self.critic
+    def rollout_policy(self, stage: str) -> tuple[ChatBackend, Reviewer | None]:
+        return self.actor, self.reviewer
 
     # ------------------------------------------------------------------ loops
     def validation_step(self, batch: list[Trajectory], batch_idx: int) -> None:
@@ -105,8 +106,8 @@ class SupervisedAgent(LightningModule):
 
     def on_test_end(self) -> None:
         if self.global_rank == 0 and self.results:
-            critic = type(self.critic).__name__ if self.critic is not None else "no critic"
-            print_table(self.results, title=f"{type(self.actor).__name__} + {critic}")
+            reviewer = type(self.reviewer).__name__ if self.reviewer is not None else "no reviewer"
+            print_table(self.results, title=f"{type(self.actor).__name__} + {reviewer}")
 
     # ------------------------------------------------------------------ scoring
     def _score(self, stage: str, batch: list[Trajectory]) -> None:
@@ -132,7 +133,7 @@ class SupervisedAgent(LightningModule):
             figures[f"pass^{k}"] = v
         counts = m["counts"].compute()
         figures["intervention_rate"] = ratio(counts["intervened"], counts["turns"])
-        if self.critic is not None:
+        if self.reviewer is not None:
             figures.update(critic_rates(counts))
         figures["wall_time"] = time.perf_counter() - self._t0
         for name in ("pass_hat_k", "counts"):
