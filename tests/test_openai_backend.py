@@ -154,11 +154,59 @@ def test_client_errors_are_not_retried(server):
     assert "HTTP 400" in msg and "bad things" in msg and "model.reviewer.init_args.backend.init_args" in msg
 
 
-def test_timeouts_are_retried_then_reported(server):
-    server.script = lambda body: (time.sleep(0.5), ok())[1]
-    with pytest.raises(EndpointError, match=r"did not answer within 0.2 s \(2 attempts\).*init_args.timeout"):
-        backend(server, timeout=0.2, max_retries=1).complete([CONV])
-    assert len(server.requests) == 2
+def stall(seconds: float, then: Reply | None = None) -> Callable[[dict], Reply]:
+    """A script whose first answer takes `seconds` (each one does if `then` is None)."""
+    calls = []
+
+    def script(body: dict) -> Reply:
+        calls.append(body)
+        if then is None or len(calls) == 1:
+            time.sleep(seconds)
+        return then or ok()
+
+    return script
+
+
+def test_a_read_timeout_is_retried_once_only_whatever_max_retries_says(server, caplog):
+    # the server stalls on every request: each conversation costs it two requests, not
+    # max_retries + 1 = 5, because the server is still working on the ones we gave up on
+    server.script = stall(1.0)
+    caplog.set_level(logging.WARNING)
+    convs = [CONV, [Message("user", "other")]]
+    with pytest.raises(EndpointError) as info:
+        backend(server, timeout=0.2, max_retries=4, max_concurrency=2).complete(convs)
+    assert len(server.requests) == 4
+    msg = str(info.value)
+    assert "\n" not in msg and "did not answer within 0.2 s (2 attempts" in msg
+    assert "retried at most once" in msg and "model.actor.init_args.timeout" in msg
+    assert "read timeout is retried at most once" in caplog.text
+
+
+def test_one_stalled_answer_is_retried_and_the_retry_succeeds(server):
+    server.script = stall(1.0, then=ok("late but fine"))
+    (comp,) = backend(server, timeout=0.3, max_retries=4).complete([CONV])
+    assert comp.text == "late but fine" and len(server.requests) == 2
+
+
+def test_no_retry_at_all_with_max_retries_zero(server):
+    server.script = stall(1.0)
+    with pytest.raises(EndpointError, match=r"within 0.2 s \(1 attempt;"):
+        backend(server, timeout=0.2, max_retries=0).complete([CONV])
+    assert len(server.requests) == 1
+
+
+def test_read_timeouts_default_by_role_and_connect_has_its_own():
+    url = "http://127.0.0.1:1/v1"
+    assert OpenAIBackend(url, "m").timeout == 300.0
+    assert OpenAIBackend(url, "m", role="reviewer").timeout == 120.0
+    assert OpenAIBackend(url, "m", role="user").timeout == 60.0
+    b = OpenAIBackend(url, "m", role="reviewer", timeout=7, connect_timeout=2)
+    timeout = b.client.timeout
+    assert (timeout.read, timeout.connect) == (7.0, 2.0)
+    with pytest.raises(UserError, match=r"model.actor.init_args.role must be one of"):
+        OpenAIBackend(url, "m", role="critic")
+    with pytest.raises(UserError, match=r"model.actor.init_args.connect_timeout must be > 0"):
+        OpenAIBackend(url, "m", connect_timeout=0)
 
 
 def test_a_refused_key_names_the_variable(server):

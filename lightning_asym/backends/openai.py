@@ -2,10 +2,18 @@
 
 The conversations of one `complete` call go out concurrently, at most `max_concurrency`
 requests in flight at any time (also across calls from several threads). Failed requests
-are retried here, not by the client: 429, 5xx, timeouts and connection errors wait
+are retried here, not by the client: 429, 5xx, connect timeouts and connection errors wait
 `backoff * 2**attempt` seconds (with jitter) and try again, up to `max_retries` times; any
-other 4xx fails at once. What cannot be fixed by waiting becomes an `EndpointError`, a
-one-line message naming the URL and the config key, which the CLI prints without a traceback.
+other 4xx fails at once. A *read* timeout is retried at most once: the server usually keeps
+generating for the request we gave up on, so every retry adds work to a server that is
+already too slow (a CPU `transformers serve` answering 10 requests for 2 episodes never
+caught up). What cannot be fixed by waiting becomes an `EndpointError`, a one-line message
+naming the URL and the config key, which the CLI prints without a traceback.
+
+Timeouts are split by what they guard. Connecting (`connect_timeout`, 10 s) only needs a
+listening server. Reading the answer (`timeout`) waits for a whole generation, which depends
+on the role: an actor's turn is the longest generation, a reviewer's verdict is two short
+lines, and a simulated user's message is one; `READ_TIMEOUTS` holds the defaults.
 
 The API key is read from the environment variable named by `api_key_env` when the client is
 made; it lives only inside the client, which is never pickled, printed or logged.
@@ -22,7 +30,7 @@ import threading
 import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import openai
 
@@ -38,6 +46,11 @@ PLACEHOLDER_KEY = "EMPTY"
 """Sent when the key's environment variable is unset: local servers ignore the key."""
 MAX_DELAY = 30.0
 """Longest wait between two attempts, in seconds."""
+Role = Literal["actor", "reviewer", "user"]
+READ_TIMEOUTS: dict[str, float] = {"actor": 300.0, "reviewer": 120.0, "user": 60.0}
+"""Default seconds to wait for an answer, by role: a CPU server needs minutes for a long turn."""
+MAX_READ_TIMEOUT_RETRIES = 1
+"""Read timeouts retried per request: the server is still working on the abandoned one."""
 
 
 class OpenAIBackend(ChatBackend):
@@ -49,9 +62,13 @@ class OpenAIBackend(ChatBackend):
         api_key_env: the name of the environment variable holding the API key (not the key);
             if it is unset, a placeholder key is sent, which local servers accept.
         max_concurrency: most requests in flight at once, across all episodes.
-        timeout: seconds to wait for one response.
-        max_retries: how many times a request is retried after a 429, a 5xx, a timeout or a
-            connection error; other errors fail at once.
+        role: what this backend plays, `actor`, `reviewer` or `user` (a simulated user); it sets
+            the default `timeout` (`READ_TIMEOUTS`: 300, 120 and 60 s).
+        timeout: seconds to wait for one response once connected (the read timeout); None: the
+            role's default. A read timeout is retried at most once, whatever `max_retries` says.
+        connect_timeout: seconds to wait for the connection itself.
+        max_retries: how many times a request is retried after a 429, a 5xx, a connect timeout or
+            a connection error; other errors fail at once.
         backoff: seconds before the first retry; each later retry waits twice as long
             (times a random factor in [0.5, 1]), at most 30 s.
         sampling: default sampling when `complete` gets none; `stop` strings go to the API's
@@ -70,17 +87,23 @@ class OpenAIBackend(ChatBackend):
         model: str,
         api_key_env: str = "OPENAI_API_KEY",
         max_concurrency: int = 8,
-        timeout: float = 60.0,
+        role: Role = "actor",
+        timeout: float | None = None,
+        connect_timeout: float = 10.0,
         max_retries: int = 4,
         backoff: float = 0.5,
         sampling: SamplingParams | None = None,
         tool_calls: str = "native",
         config_key: str = "model.actor.init_args",
     ) -> None:
+        if timeout is None and role in READ_TIMEOUTS:
+            timeout = READ_TIMEOUTS[role]
         checks = [
             ("tool_calls", tool_calls, tool_calls in ("native", "text"), "'native' or 'text'"),
+            ("role", role, role in READ_TIMEOUTS, f"one of {sorted(READ_TIMEOUTS)}"),
             ("max_concurrency", max_concurrency, max_concurrency >= 1, ">= 1"),
-            ("timeout", timeout, timeout > 0, "> 0"),
+            ("timeout", timeout, timeout is not None and timeout > 0, "> 0"),
+            ("connect_timeout", connect_timeout, connect_timeout > 0, "> 0"),
             ("max_retries", max_retries, max_retries >= 0, ">= 0"),
             ("backoff", backoff, backoff >= 0, ">= 0"),
         ]
@@ -91,7 +114,9 @@ class OpenAIBackend(ChatBackend):
         self.model = model
         self.api_key_env = api_key_env
         self.max_concurrency = max_concurrency
-        self.timeout = float(timeout)
+        self.role = role
+        self.timeout = float(timeout)  # type: ignore[arg-type]  (checked above)
+        self.connect_timeout = float(connect_timeout)
         self.max_retries = max_retries
         self.backoff = float(backoff)
         self.sampling = sampling or SamplingParams()
@@ -104,7 +129,7 @@ class OpenAIBackend(ChatBackend):
         return (
             f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, "
             f"api_key_env={self.api_key_env!r}, tool_calls={self.tool_calls!r}, "
-            f"max_concurrency={self.max_concurrency})"
+            f"role={self.role!r}, max_concurrency={self.max_concurrency}, timeout={self.timeout:g})"
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -124,7 +149,10 @@ class OpenAIBackend(ChatBackend):
             if not key:
                 log.info("$%s is not set; sending a placeholder API key", self.api_key_env)
             self._client = openai.OpenAI(
-                base_url=self.base_url, api_key=key or PLACEHOLDER_KEY, timeout=self.timeout, max_retries=0
+                base_url=self.base_url,
+                api_key=key or PLACEHOLDER_KEY,
+                timeout=openai.Timeout(self.timeout, connect=self.connect_timeout),
+                max_retries=0,
             )
         return self._client
 
@@ -198,7 +226,9 @@ class OpenAIBackend(ChatBackend):
 
     def _request(self, client: openai.OpenAI, body: dict[str, Any]) -> Any:
         attempts = self.max_retries + 1
+        read_timeouts = 0
         for attempt in range(attempts):
+            note = ""
             try:
                 return client.chat.completions.create(**body)
             except openai.APIStatusError as e:
@@ -207,13 +237,24 @@ class OpenAIBackend(ChatBackend):
                 error: Exception = e
                 what = f"HTTP {e.status_code}"
                 wait = _retry_after(e)
-            except openai.APIConnectionError as e:  # includes APITimeoutError
+            except openai.APITimeoutError as e:
+                error, wait = e, 0.0
+                if not is_read_timeout(e):
+                    what = f"no connection within {self.connect_timeout:g} s"
+                else:
+                    read_timeouts += 1
+                    if read_timeouts > MAX_READ_TIMEOUT_RETRIES or attempt + 1 == attempts:
+                        raise EndpointError(self._gave_up(error, attempt + 1)) from error
+                    what = f"no answer within {self.timeout:g} s (read timeout)"
+                    note = "; a read timeout is retried at most once: the server may still be working on it"
+            except openai.APIConnectionError as e:
                 error, what, wait = e, type(e).__name__, 0.0
             if attempt + 1 == attempts:
                 raise EndpointError(self._gave_up(error, attempts)) from error
             delay = max(wait, min(MAX_DELAY, self.backoff * 2**attempt * random.uniform(0.5, 1.0)))
             log.warning(
-                "%s from %s; retry %d/%d in %.2f s", what, self.base_url, attempt + 1, self.max_retries, delay
+                "%s from %s; retry %d/%d in %.2f s%s",
+                *(what, self.base_url, attempt + 1, self.max_retries, delay, note),
             )
             time.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
@@ -223,10 +264,16 @@ class OpenAIBackend(ChatBackend):
     def _gave_up(self, e: Exception, attempts: int) -> str:
         url, key = self.base_url, self.config_key
         tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        if isinstance(e, openai.APITimeoutError) and is_read_timeout(e):
+            return (
+                f"the OpenAI-compatible endpoint {url} did not answer within {self.timeout:g} s "
+                f"({tries}; a read timeout is retried at most once); raise {key}.timeout (the {self.role}'s read timeout), lower "
+                f"{key}.max_concurrency or {key}.sampling.max_new_tokens, or check the server."
+            )
         if isinstance(e, openai.APITimeoutError):
             return (
-                f"the OpenAI-compatible endpoint {url} did not answer within {self.timeout:g} s ({tries}); "
-                f"raise {key}.timeout or check the server."
+                f"cannot connect to the OpenAI-compatible endpoint {url} within {self.connect_timeout:g} s "
+                f"({tries}); check {key}.base_url and that the server is up, or raise {key}.connect_timeout."
             )
         if isinstance(e, openai.APIConnectionError):
             return (
@@ -312,6 +359,16 @@ def _native_action(name: str, arguments: str | None) -> tuple[Action | None, str
     if name == RESPOND:
         return Action.reply(str(args.get("content", ""))), None
     return Action(name, args), None
+
+
+def is_read_timeout(e: openai.APITimeoutError) -> bool:
+    """Whether the request timed out after connecting (the server has the request), not before.
+
+    The HTTP library's exception is the cause; its class name is compared, not the class, because
+    `openai` has shipped with more than one HTTP library (`httpx`, `httpx2`).
+    """
+    cause = e.__cause__ or e.__context__
+    return type(cause).__name__ not in ("ConnectTimeout", "PoolTimeout")
 
 
 def _root_cause(e: BaseException) -> str:
