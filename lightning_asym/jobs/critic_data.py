@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from lightning_asym.errors import UserError
 from lightning_asym.review.format import example_prompt, format_verdict
+from lightning_asym.review.verdict import verdict_probe
 from lightning_asym.types import APPROVE, REVISE, CriticExample, Message, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,8 @@ class CriticEncoder:
         self.include_policy = include_policy
         self.max_messages = max_messages
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.probe_prefix, self.approve_id, self.revise_id = self._verdict_probe()
+        p = self.probe = verdict_probe(tokenizer, end_of_turn)  # the verdict position, shared with review/
+        self.probe_prefix, self.approve_id, self.revise_id = p.prefix, p.approve_id, p.revise_id
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -260,18 +262,6 @@ class CriticEncoder:
             return list(enc["input_ids"]), [i for i, (a, b) in enumerate(spans) if b > start and a < end]
         ids = self._encode(text)
         return ids, list(range(len(self._encode(text[:start])), len(self._encode(text[:end]))))
-
-    def _verdict_probe(self) -> tuple[list[int], int, int]:
-        """The answer tokens shared by both verdicts, and the first token where they differ."""
-        a, _ = self.answer(APPROVE, "")
-        r, _ = self.answer(REVISE, "")
-        k = next((i for i, (x, y) in enumerate(zip(a, r)) if x != y), min(len(a), len(r)))
-        if k >= min(len(a), len(r)):
-            raise UserError(
-                "model.init_args.tokenizer: this tokenizer encodes the approve answer as a prefix of the "
-                "revise answer (or the reverse), so the verdict cannot be scored; use another tokenizer"
-            )
-        return a[:k], a[k], r[k]
 
     def encode(self, example: CriticExample) -> EncodedExample:
         answer, feedback = self.answer(example.verdict, example.feedback)

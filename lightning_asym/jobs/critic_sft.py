@@ -32,6 +32,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPre
 from lightning_asym.backends.hf import TransformersBackend, load_model_and_tokenizer
 from lightning_asym.errors import UserError
 from lightning_asym.jobs.critic_data import CriticEncoder
+from lightning_asym.review.verdict import revise_logit
 from lightning_asym.types import CriticExample
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class CriticSFT(LightningModule):
 
     def _revise_logit(self, logits: torch.Tensor) -> torch.Tensor:
         """log P(revise) - log P(approve) from next-token logits at the verdict position."""
-        return (logits[:, self.encoder.revise_id] - logits[:, self.encoder.approve_id]).float()
+        return revise_logit(logits, self.encoder.probe)
 
     # ------------------------------------------------------------------ Lightning hooks
 
