@@ -1,4 +1,10 @@
-"""TauBenchEnv against a stand-in `tau_bench` package that follows tau-bench's documented API."""
+"""TauBenchEnv against a stand-in `tau_bench` package shaped like τ-bench's own (always runs).
+
+The stand-in mirrors what the adapter relies on: `get_env(..., task_index)`, an env with
+`tasks`, `wiki`, `tools_info`, `user` (reset/step/get_total_cost), `reset(task_index)`,
+`step(Action)`, `calculate_reward()` and `get_data_hash()`. `test_tau_bench_real.py` runs the
+same adapter against the real τ-bench.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,11 @@ from typing import Any
 import pytest
 
 from lightning_asym.envs import make_env
-from lightning_asym.envs.tau_bench import TauBenchEnv
-from lightning_asym.types import Action
+from lightning_asym.envs.tau_bench import TauBenchEnv, TauScriptedUser
+from lightning_asym.envs.tau_bench.users import UserBridge
+from lightning_asym.envs.users import STOP
+from lightning_asym.rollout.engine import RolloutEngine
+from lightning_asym.types import Action, Task
 
 
 @dataclass
@@ -29,7 +38,7 @@ class FakeTask:
 
 
 class FakeTauEnv:
-    """A counter domain: `add(n)` adds to a total; the user stops after two replies."""
+    """A counter domain: `add(n)` adds to a total; the gold total and the outputs decide the reward."""
 
     wiki = "Add what the user asks, then tell them the total."
     tools_info = [
@@ -42,42 +51,60 @@ class FakeTauEnv:
             },
         }
     ]
-    made: list[FakeTauEnv] = []
+    made: list[dict[str, Any]] = []
 
-    def __init__(self, env_name, user_strategy, user_model, task_split, user_provider=None):
-        self.split = task_split
+    def __init__(self, env_name, user_strategy, user_model, task_split, user_provider=None, task_index=None):
+        if task_index is None:
+            raise AssertionError(
+                "get_env called without task_index (τ-bench would draw an inclusive randint)"
+            )
+        if user_strategy != "human":
+            raise AssertionError("listing must not build an LLM user")
         self.tasks = [
             FakeTask("u1", [FakeAction("add", {"n": 2})], "Ask to add 2.", ["2"]),
             FakeTask("u2", [FakeAction("add", {"n": 5})], "Ask to add 5.", []),
         ]
-        self.kwargs = dict(env_name=env_name, user_strategy=user_strategy, user_model=user_model)
-        FakeTauEnv.made.append(self)
+        self.user = None
+        FakeTauEnv.made.append(dict(split=task_split, env_name=env_name))
+
+    def get_data_hash(self):
+        return str(self.data["total"])
 
     def reset(self, task_index=None):
-        self.task, self.total, self.replies, self.said = self.tasks[task_index], 0, 0, []
-        return types.SimpleNamespace(observation="Please add a number.", info={"source": "user"})
+        self.task, self.data, self.actions = self.tasks[task_index], {"total": 0}, []
+        return types.SimpleNamespace(observation=self.user.reset(instruction=self.task.instruction), info={})
 
     def step(self, action):
-        reward, done = 0.0, False
+        self.actions.append(action)
+        reward, done, info = 0.0, False, types.SimpleNamespace(reward_info=None)
         if action.name == "respond":
-            self.replies += 1
-            self.said.append(action.kwargs["content"])
-            obs = "Thanks ###STOP###" if self.replies >= 2 else "Go on."
-            done = "###STOP###" in obs
+            obs = self.user.step(action.kwargs["content"])
+            done = STOP in obs
         elif action.name == "add":
             if not isinstance(action.kwargs.get("n"), int):
                 raise TypeError("n must be an int")
-            self.total += action.kwargs["n"]
-            obs = str(self.total)
+            self.data = {"total": self.data["total"] + action.kwargs["n"]}
+            obs = str(self.data["total"])
         else:
             obs = f"Unknown action {action.name}"
         if done:
-            gold = sum(a.kwargs["n"] for a in self.task.actions)
-            outputs_ok = all(any(o in s for s in self.said) for o in self.task.outputs)
-            reward = float(self.total == gold and outputs_ok)
-        return types.SimpleNamespace(
-            observation=obs, reward=reward, done=done, info=types.SimpleNamespace(reward_info={"r": reward})
-        )
+            res = self.calculate_reward()
+            reward, info.reward_info = res.reward, res
+        return types.SimpleNamespace(observation=obs, reward=reward, done=done, info=info)
+
+    def calculate_reward(self):
+        ours = self.get_data_hash()
+        self.data = {
+            "total": sum(a.kwargs["n"] for a in self.task.actions)
+        }  # τ-bench replays the gold actions
+        r_actions = ours == self.get_data_hash()
+        reward = float(r_actions)
+        if self.task.outputs:
+            said = [a.kwargs["content"] for a in self.actions if a.name == "respond"]
+            outputs = {o: any(o in s for s in said) for o in self.task.outputs}
+            reward = reward if all(outputs.values()) else 0.0
+            return types.SimpleNamespace(reward=reward, info=types.SimpleNamespace(outputs=outputs))
+        return types.SimpleNamespace(reward=reward, info=types.SimpleNamespace(r_actions=float(r_actions)))
 
 
 @pytest.fixture
@@ -87,7 +114,6 @@ def fake_tau_bench(monkeypatch):
     tb_types = types.ModuleType("tau_bench.types")
     envs.get_env = lambda **kw: FakeTauEnv(**kw)
     tb_types.Action = FakeAction
-    tb_types.RESPOND_ACTION_NAME = "respond"
     pkg.envs, pkg.types = envs, tb_types
     for name, mod in [("tau_bench", pkg), ("tau_bench.envs", envs), ("tau_bench.types", tb_types)]:
         monkeypatch.setitem(sys.modules, name, mod)
@@ -95,50 +121,79 @@ def fake_tau_bench(monkeypatch):
     return pkg
 
 
+class CountingUser:
+    """Stops after two agent replies."""
+
+    def reset(self, task: Task, seed: int = 0) -> str:
+        self.replies = 0
+        return "Please add a number."
+
+    def respond(self, agent_text: str) -> str:
+        self.replies += 1
+        return f"Thanks {STOP}" if self.replies >= 2 else "Go on."
+
+
 def test_missing_package_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "tau_bench", None)  # makes `import tau_bench` fail
     env = make_env("tau_bench")
-    with pytest.raises(ImportError, match="pip install"):
+    with pytest.raises(ImportError, match="tau-bench is not installed.*pip install --no-deps -e"):
         env.tasks("test")
 
 
-def test_tasks_and_schemas(fake_tau_bench):
-    env = TauBenchEnv(env_name="retail", user_model="m")
+def test_tasks_and_schemas_per_domain_split_map(fake_tau_bench):
+    env = TauBenchEnv(env_name="retail", user_model="m")  # the default LLM user is never built to list
     tasks = env.tasks("test")
     assert [t.id for t in tasks] == ["tau_bench-retail-test-0000", "tau_bench-retail-test-0001"]
     assert tasks[0].gold_actions == [Action("add", {"n": 2})] and tasks[0].required_outputs == ["2"]
     assert tasks[0].instruction == "Ask to add 2." and "add(" in tasks[0].privileged
     env.tasks("validation")
-    assert {e.split for e in FakeTauEnv.made} == {"test", "dev"}
+    assert [m["split"] for m in FakeTauEnv.made] == ["test", "dev"]
     assert env.tool_schemas[0]["function"]["name"] == "add"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no split 'nope'"):
         env.tasks("nope")
+    airline = TauBenchEnv(env_name="airline")
+    assert airline.splits == {"test": "test"}
+    with pytest.raises(ValueError, match="airline.*no split 'train'.*test split only"):
+        airline.tasks("train")
+    assert any("add" in text for text in airline.corpus(2))  # the corpus falls back to the test split
+    with pytest.raises(ValueError, match="no split map"):
+        TauBenchEnv(env_name="banking")
 
 
-def test_episode_success_and_failure(fake_tau_bench):
-    env = TauBenchEnv()
+def test_bad_user_is_refused():
+    with pytest.raises(ValueError, match="user must be one of"):
+        TauBenchEnv(user="gpt")
+    with pytest.raises(ValueError, match="no reset"):
+        TauBenchEnv(user=object())  # type: ignore[arg-type]
+
+
+def test_episode_reward_info_is_structured(fake_tau_bench):
+    env = TauBenchEnv(user=CountingUser())
     task = env.tasks("test")[0]
     e = env.fork()
     msgs = e.reset(task)
     assert [m.role for m in msgs] == ["system", "user"] and msgs[0].content == FakeTauEnv.wiki
+    assert isinstance(e._env.user, UserBridge)
     r = e.step(Action("add", {"n": 2}))
     assert r.messages[0].role == "tool" and r.messages[0].content == "2" and not r.done
     assert e.step(Action.reply("The total is 2.")).messages[0].content == "Go on."
     r = e.step(Action.reply("Done: 2."))
     assert r.done and r.reward == 1.0 and r.info["success"] and r.messages[0].content == "Thanks"
+    assert r.info["reward_info"] == {"reward": 1.0, "db_match": True, "outputs": {"2": True}}
     assert e.step(Action.reply("more?")).info["error"]
-    # forks get their own tau-bench env, so episodes do not share state
+    # forks get their own τ-bench env, so episodes do not share state
     f = env.fork()
     f.reset(task)
-    assert f._env is not e._env
+    assert f._env is not e._env and f._env.user is not e._env.user
     f.step(Action("add", {"n": 3}))
     f.step(Action.reply("x"))
     r = f.step(Action.reply("total 5"))
     assert r.done and r.reward == 0.0 and r.info["success"] is False
+    assert r.info["reward_info"] == {"reward": 0.0, "db_match": False, "outputs": {"2": False}}
 
 
-def test_errors_never_raise(fake_tau_bench):
-    env = TauBenchEnv(max_turns=4)
+def test_errors_never_raise_and_the_cut_is_a_truncation(fake_tau_bench):
+    env = TauBenchEnv(max_turns=4, user="scripted")
     e = env.fork()
     assert e.step(Action.reply("hi")).info["error"]  # before reset
     e.reset(env.tasks("test")[1])
@@ -148,4 +203,24 @@ def test_errors_never_raise(fake_tau_bench):
     assert "Unknown action" in r.info["error"]
     assert e.step(None).info["error"]  # type: ignore[arg-type]
     r = e.step(Action("add", {"n": 5}))
-    assert r.done and r.info["truncated"] and r.info["success"] is False
+    # done means the conversation ended; a cut is reported as truncated and left to the engine
+    assert not r.done and r.info["truncated"] and r.info["success"] is False
+
+
+def test_engine_records_a_cut_episode_as_truncated(fake_tau_bench):
+    from lightning_asym.backends.scripted import ScriptedBackend
+
+    env = TauBenchEnv(max_turns=3, user="scripted")
+    actor = ScriptedBackend(responses=['<tool_call>\n{"name": "add", "arguments": {"n": 1}}\n</tool_call>'])
+    (traj,) = RolloutEngine(env).collect(env.tasks("test")[:1], actor)
+    assert len(traj.turns) == 3 and traj.truncated and not traj.success
+
+
+def test_scripted_user_confirms_then_stops():
+    u = TauScriptedUser(max_confirmations=1)
+    task = Task(id="t", split="test", instruction="You are Ann; cancel order #1.")
+    assert "You are Ann" in u.reset(task)
+    assert u.respond("I will cancel order #1. Shall I proceed?") == "Yes, please go ahead."
+    assert STOP in u.respond("Should I also cancel #2? Please confirm.")  # out of yeses
+    u.reset(task)
+    assert STOP in u.respond("Your order is cancelled.")

@@ -1,0 +1,131 @@
+"""The env's own judgement of a proposed action on a τ-bench task (`TauBenchEnv.check_action`).
+
+τ-bench's reward compares the final database with the one the gold actions produce, so a
+proposal deviates when it would change the database in a way the gold plan does not (a write
+that is not the next gold write, or any write of a task whose gold writes are done), when it
+transfers to a human although the gold plan never does, or when it names a tool that does
+not exist. Reads never deviate: they leave the database alone. Two policy rules of τ-bench's
+wikis are checked as code: authenticate the user before a write (retail: look the user id up
+by email or name and zip; airline: the user id is given, so nothing to check), and transfer
+only when the gold plan does. Explicit confirmation before a write is a wiki rule too, but it is
+not judged: τ-bench's reward ignores it, and its gold action lists hold no replies to check it
+against, so a gold replay would be labelled wrong on every write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning_asym.types import Action, Task
+
+TRANSFER = "transfer_to_human_agents"
+WRITE_TOOLS: dict[str, frozenset[str]] = {
+    "retail": frozenset(
+        {
+            "cancel_pending_order",
+            "exchange_delivered_order_items",
+            "modify_pending_order_address",
+            "modify_pending_order_items",
+            "modify_pending_order_payment",
+            "modify_user_address",
+            "return_delivered_order_items",
+        }
+    ),
+    "airline": frozenset(
+        {
+            "book_reservation",
+            "cancel_reservation",
+            "send_certificate",
+            "update_reservation_baggages",
+            "update_reservation_flights",
+            "update_reservation_passengers",
+        }
+    ),
+}
+"""The tools that change τ-bench's database, by domain (every other tool only reads)."""
+READ_TOOLS: dict[str, frozenset[str]] = {
+    "retail": frozenset(
+        {
+            "calculate",
+            "find_user_id_by_email",
+            "find_user_id_by_name_zip",
+            "get_order_details",
+            "get_product_details",
+            "get_user_details",
+            "list_all_product_types",
+            "think",
+        }
+    ),
+    "airline": frozenset(
+        {
+            "calculate",
+            "get_reservation_details",
+            "get_user_details",
+            "list_all_airports",
+            "search_direct_flight",
+            "search_onestop_flight",
+            "think",
+        }
+    ),
+}
+AUTH_TOOLS: dict[str, frozenset[str]] = {
+    "retail": frozenset({"find_user_id_by_email", "find_user_id_by_name_zip"}),
+}
+"""Calls that authenticate the user, by domain (absent: the domain needs none before a write)."""
+
+
+def judgement(deviation: bool, rule: str | None = None, violation: str | None = None) -> dict[str, Any]:
+    """The same keys as the retail env's judgement: `deviation`, `rule`, `violation`."""
+    return {"deviation": deviation, "rule": rule, "violation": violation}
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.strip()
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_norm(x) for x in v]
+    return v
+
+
+def same_call(a: Action, b: Action) -> bool:
+    """Whether two tool calls are the same call (name and arguments, strings stripped)."""
+    return a.name == b.name and _norm(dict(a.kwargs)) == _norm(dict(b.kwargs))
+
+
+def judge_action(
+    domain: str, action: Action | None, remaining: list[Action], history: list[Action], task: Task
+) -> dict[str, Any]:
+    """`action` against the rest of the gold plan (`remaining`) and the calls made so far (`history`);
+    `domain` must be a key of `WRITE_TOOLS`."""
+    if not isinstance(action, Action):
+        return judgement(True, "parse", "the action could not be parsed")
+    if action.is_reply:
+        return judgement(False)
+    writes, reads = WRITE_TOOLS.get(domain, frozenset()), READ_TOOLS.get(domain, frozenset())
+    name = action.name
+    if name == TRANSFER:
+        if any(g.name == TRANSFER for g in remaining):
+            return judgement(False)
+        return judgement(True, "transfer", "transferred to a human agent although the task can be done")
+    if name in reads:
+        return judgement(False)
+    if name not in writes:
+        return judgement(True, "unknown_tool", f"{name!r} is not a tool of tau-bench {domain}")
+    auth = AUTH_TOOLS.get(domain)
+    broken: tuple[str, str] | None = None
+    if auth and not any(h.name in auth for h in history):
+        broken = ("authenticate", "a write before the user was authenticated (by email, or by name and zip)")
+    next_write = next((g for g in remaining if g.name in writes), None)
+    if next_write is not None and same_call(action, next_write):
+        return judgement(False, *(broken or (None, None)))
+    if next_write is None:
+        why = "a write although every write of the task is done"
+    elif next_write.name != name:
+        why = f"{name} where the task needs {next_write.name} next"
+    else:
+        keys = set(action.kwargs) | set(next_write.kwargs)
+        bad = sorted(k for k in keys if _norm(action.kwargs.get(k)) != _norm(next_write.kwargs.get(k)))
+        why = f"{name} with wrong arguments ({', '.join(bad)})"
+    return judgement(True, *(broken or ("gold_plan", why)))
