@@ -9,7 +9,11 @@ Per rank `r`, under `output_dir/shards/`:
 A task is finished exactly when its ledger line exists. At setup, lines that a killed run
 left behind (examples of a task without a ledger line, a half-written last line) are
 removed by rewriting that shard to a temporary file and renaming it over the old one, so
-the task, which the data module does not skip, is played again without duplicates.
+the task, which the data module does not skip, is played again without duplicates. A corrupt
+line elsewhere (a bad edit, a bad disk) may hold a finished task's example: the ledger line's
+example count finds the task that lost it, and that task is played again too, so its examples
+come back; the rerun names each corrupt line as file:line. Without counts to go by, the run
+stops and names the line instead of deleting it.
 
 At the end of `predict`, rank zero reads every rank's finished examples and writes the
 derived files `output_dir/train.jsonl` and `output_dir/validation.jsonl` (deduplicated,
@@ -24,16 +28,18 @@ import json
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_asym.datagen.balance import prepare
 from lightning_asym.datagen.selfplay import TaskResult
+from lightning_asym.errors import UserError
 from lightning_asym.types import CriticExample, from_dict, to_dict, write_jsonl
 
 _SHARD = re.compile(r"^(examples|done)\.rank(\d+)\.jsonl$")
@@ -52,6 +58,18 @@ def _json(line: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return d if isinstance(d, dict) and isinstance(d.get("task_id"), str) else None
+
+
+def _example(line: str) -> dict[str, Any] | None:
+    """A complete line's JSON object if it is a valid `CriticExample`, else None."""
+    d = _json(line)
+    if d is None:
+        return None
+    try:
+        from_dict(CriticExample, d)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return d
 
 
 def _rewrite(path: Path, lines: Sequence[str]) -> None:
@@ -99,6 +117,8 @@ class CriticExampleWriter(BasePredictionWriter):
         self.done: dict[str, dict[str, Any]] = {}
         """Ledger lines of every finished task (all ranks, earlier runs included)."""
         self.summary: dict[str, Any] = {}
+        self.repaired: dict[int, dict[str, Any]] = {}
+        """What `repair` did to each rank's shards at setup (rank zero only)."""
 
     # ------------------------------------------------------------------ files
     @property
@@ -116,18 +136,50 @@ class CriticExampleWriter(BasePredictionWriter):
         found = {int(m.group(2)) for p in self.shard_dir.glob("*.jsonl") if (m := _SHARD.match(p.name))}
         return sorted(found)
 
-    def repair(self, rank: int) -> dict[str, int]:
-        """Drop what a killed run left half-done in rank `rank`'s shards; returns the counts."""
-        ledger = _lines(self.ledger_path(rank))
-        good = [ln for ln in ledger if _json(ln) is not None]
-        finished = {_json(ln)["task_id"] for ln in good}  # type: ignore[index]
+    def repair(self, rank: int) -> dict[str, Any]:
+        """Drop what a killed run left half-done in rank `rank`'s shards, and the finished tasks
+        that lost an example to a corrupt line (they are played again); returns what was done:
+        `ledger_dropped`, `examples_dropped` (line counts), `corrupt` (`file:line` of each bad
+        line) and `replayed` (finished tasks that run again).
+        """
+        ledger_path, examples_path = self.ledger_path(rank), self.examples_path(rank)
+        ledger = _lines(ledger_path)
+        entries = [_json(ln) for ln in ledger]
+        lines = _lines(examples_path)
+        parsed = [_example(ln) for ln in lines]
+        bad = [i for i, d in enumerate(parsed) if d is None]
+        # a torn last line is the write a kill cut short: its ledger line was never written
+        torn_tail = bool(lines) and not lines[-1].endswith("\n")
+        mid = [i for i in bad if not (torn_tail and i == len(lines) - 1)]
+        expected = {d["task_id"]: d.get("examples") for d in entries if d is not None}
+        if mid and any(not isinstance(n, int) for n in expected.values()):
+            raise UserError(
+                f"{examples_path}:{mid[0] + 1}: not a valid example line, and {ledger_path} keeps no "
+                "example counts to tell which finished task it belongs to, so it is not deleted; fix the "
+                f"line, or delete it with that task's line in {ledger_path.name} (the task is then played "
+                f"again), or delete {self.output_dir} to start over"
+            )
+        counts = Counter(d["task_id"] for d in parsed if d is not None)
+        lost = {t for t, n in expected.items() if isinstance(n, int) and counts[t] < n}
+        good = [ln for ln, d in zip(ledger, entries) if d is not None and d["task_id"] not in lost]
+        finished = {d["task_id"] for d in entries if d is not None} - lost
         if len(good) != len(ledger):
-            _rewrite(self.ledger_path(rank), good)
-        lines = _lines(self.examples_path(rank))
-        keep = [ln for ln in lines if (d := _json(ln)) is not None and d["task_id"] in finished]
+            _rewrite(ledger_path, good)
+        keep = [ln for ln, d in zip(lines, parsed) if d is not None and d["task_id"] in finished]
         if len(keep) != len(lines):
-            _rewrite(self.examples_path(rank), keep)
-        return {"ledger_dropped": len(ledger) - len(good), "examples_dropped": len(lines) - len(keep)}
+            _rewrite(examples_path, keep)
+        corrupt = [f"{examples_path}:{i + 1}" for i in mid]
+        corrupt += [
+            f"{ledger_path}:{i + 1}"
+            for i, d in enumerate(entries)
+            if d is None and not (i == len(ledger) - 1 and not ledger[i].endswith("\n"))  # torn by a kill
+        ]
+        return {
+            "ledger_dropped": len(ledger) - len(good),
+            "examples_dropped": len(lines) - len(keep),
+            "corrupt": corrupt,
+            "replayed": sorted(lost),
+        }
 
     def load_ledgers(self) -> dict[str, dict[str, Any]]:
         """Ledger lines of all ranks by task id (the first wins should a task appear twice)."""
@@ -151,11 +203,19 @@ class CriticExampleWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             self.shard_dir.mkdir(parents=True, exist_ok=True)
             for r in self.ranks():
-                dropped = self.repair(r)
-                if any(dropped.values()):
+                fixed = self.repair(r)
+                self.repaired[r] = fixed
+                if fixed["corrupt"] or fixed["replayed"]:
+                    rank_zero_warn(
+                        f"{self.output_dir}: rank {r}: corrupt lines {', '.join(fixed['corrupt'])}; "
+                        f"finished tasks that lost examples run again: {fixed['replayed'] or 'none'} "
+                        f"({fixed['examples_dropped']} example and {fixed['ledger_dropped']} ledger lines "
+                        "set aside, the tasks' examples are written anew)"
+                    )
+                elif fixed["examples_dropped"] or fixed["ledger_dropped"]:
                     rank_zero_info(
                         f"{self.output_dir}: rank {r} had unfinished work from a killed run "
-                        f"({dropped['examples_dropped']} example lines, {dropped['ledger_dropped']} "
+                        f"({fixed['examples_dropped']} example lines, {fixed['ledger_dropped']} "
                         "torn ledger lines); those tasks run again."
                     )
         trainer.strategy.barrier("critic_writer_setup")
@@ -203,7 +263,11 @@ class CriticExampleWriter(BasePredictionWriter):
 
     # ------------------------------------------------------------------ the derived files
     def read_examples(self) -> list[CriticExample]:
-        """Every finished task's examples from all shards (rank by rank, in writing order)."""
+        """Every finished task's examples from all shards, by task id (each task's in writing order).
+
+        Sorting by task makes the derived files a function of what finished, not of the order
+        in which ranks, resumed runs or replayed tasks finished it.
+        """
         done = self.load_ledgers()
         out = []
         for r in self.ranks():
@@ -211,7 +275,7 @@ class CriticExampleWriter(BasePredictionWriter):
                 d = _json(ln)
                 if d is not None and done.get(d["task_id"], {}).get("rank") == r:
                     out.append(from_dict(CriticExample, d))
-        return out
+        return sorted(out, key=lambda ex: ex.task_id)
 
     def build_splits(self) -> dict[str, Any]:
         """Write `train.jsonl`, `validation.jsonl` and `summary.json` from the shards."""
