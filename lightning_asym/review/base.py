@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,7 +15,8 @@ class ReviewRequest:
 
     `messages` is the conversation as the actor saw it before proposing (the policy is its
     system message). `privileged` is filled only when the supervision config allows the
-    critic to see it; it never reaches the actor.
+    critic to see it; it never reaches the actor. `key` names the episode (the engine's episode
+    key), so a reviewer may keep per-episode state such as a prompt's KV cache; None: no episode.
     """
 
     messages: Sequence[Message]
@@ -25,6 +26,7 @@ class ReviewRequest:
     task: Task
     tools: list[dict[str, Any]] = field(default_factory=list)
     privileged: str | None = None
+    key: Hashable | None = None
 
 
 @runtime_checkable
@@ -36,3 +38,14 @@ class Reviewer(Protocol):
     """
 
     def review(self, requests: Sequence[ReviewRequest]) -> list[Review]: ...
+
+
+@runtime_checkable
+class StatefulReviewer(Reviewer, Protocol):
+    """A reviewer that keeps per-episode state under `ReviewRequest.key` (e.g. a KV cache).
+
+    The rollout engine calls `release(keys)` when those episodes end, so the state is dropped;
+    such a reviewer must still bound its state when used without the engine.
+    """
+
+    def release(self, keys: Sequence[Hashable]) -> None: ...

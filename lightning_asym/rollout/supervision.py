@@ -87,6 +87,7 @@ def supervise_step(
                 tasks[i],
                 tools,
                 privileged[i] if config.privileged else None,
+                key=keys[i],
             )
             for i in pending
         ]
