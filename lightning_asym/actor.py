@@ -116,7 +116,7 @@ class ActorModule(LightningModule):
     def teacher_force(self, traj: Trajectory, tools: list[dict[str, Any]] | None) -> None:
         """Fill `prompt_ids`/`completion_ids` of a trajectory another agent played (a scripted
         demonstrator), exactly as if this actor had generated its assistant messages."""
-        render, encode, tok = self.backend.render, self.backend._encode, self.tokenizer
+        render, encode, tok = self.backend.render, self.backend.encode, self.tokenizer
         eos = tok.eos_token_id
         seen = ""
         bounds = traj.state_boundaries()
@@ -130,6 +130,7 @@ class ActorModule(LightningModule):
             turn.prompt_ids = encode(prompt[len(seen) :])
             turn.completion_ids = encode(traj.messages[j].content or "") + [eos]
             turn.logprobs = []
+            turn.prefix_len = None
             seen = prompt + tok.decode(
                 turn.completion_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
             )
@@ -149,6 +150,8 @@ class ActorModule(LightningModule):
 
         `mask_truncated`: the tokens of a turn cut off by `max_new_tokens` (it does not end with
         an eos token) stay in the sequence but leave `gen_mask`, so no loss is taken on them.
+        A turn whose context dropped recorded tokens (`Turn.prefix_len`, after a revision under
+        supervision) is refused: one sequence per episode could not score it exactly.
         """
         rows = []
         for traj in trajs:
@@ -157,6 +160,13 @@ class ActorModule(LightningModule):
             turn: list[int] = []
             lps: list[float] = []
             for t in traj.turns:
+                if t.prefix_len is not None and t.prefix_len != len(ids):
+                    raise ValueError(
+                        f"trajectory {traj.task_id} turn {t.index}: the actor's context kept {t.prefix_len} "
+                        f"of the {len(ids)} tokens recorded before it (after a revised or fallback turn "
+                        "under supervision), so one token sequence cannot score it exactly; train on "
+                        "rollouts without a reviewer (`rollout_policy` returning no reviewer)"
+                    )
                 ids += t.prompt_ids
                 gen += [0] * len(t.prompt_ids)
                 turn += [-1] * len(t.prompt_ids)

@@ -164,8 +164,11 @@ class Turn:
 
     For local models, `prompt_ids` are the context tokens new at this turn (rendered by the
     chat template: user, tool and template tokens), `completion_ids` the tokens the model
-    generated, and `logprobs` their log-probabilities under the sampling policy. Their
-    concatenation over all turns is exactly the token sequence the actor saw.
+    generated, and `logprobs` their log-probabilities under the sampling policy. Turn t's
+    context is the first `prefix_len` tokens of the earlier turns' concatenated
+    `prompt_ids + completion_ids` (all of them when None), then its `prompt_ids`: exactly
+    the tokens the actor saw. `prefix_len` is set when the context dropped tokens the record
+    holds (after a revised turn, the rejected proposal and the feedback).
     """
 
     index: int
@@ -180,6 +183,7 @@ class Turn:
     prompt_ids: list[int] = field(default_factory=list)
     completion_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    prefix_len: int | None = None
 
 
 @dataclass

@@ -43,9 +43,11 @@ class Completion:
     """One generated assistant message.
 
     `action` is the parsed action, or None with `parse_error` set. Local backends also fill
-    `prompt_ids` (context tokens encoded by this call, i.e. new since the previous call for
-    the same key), `completion_ids` (generated tokens) and `logprobs` (one per generated
-    token, under the sampling distribution's logits before temperature).
+    `prompt_ids` (the context tokens new at this turn: after the tokens the same key held
+    when the turn began, or after its first `prefix_len` of them when the turn's context
+    dropped the rest, e.g. a rejected proposal; a revision's include the proposal and the
+    feedback), `completion_ids` (generated tokens) and `logprobs` (one per generated token,
+    under the sampling distribution's logits before temperature).
     """
 
     text: str
@@ -54,6 +56,7 @@ class Completion:
     prompt_ids: list[int] = field(default_factory=list)
     completion_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    prefix_len: int | None = None
     finish_reason: str = "stop"
     num_prompt_tokens: int = 0
     num_completion_tokens: int = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ from lightning_asym.backends.templates import (
     to_template_messages,
 )
 from lightning_asym.backends.toolcalls import parse_action
-from lightning_asym.types import Message
+from lightning_asym.types import REVISION_PREFIX, Message
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,12 @@ def load_model_and_tokenizer(
     auto = dtype == "auto"
     m = AutoModelForCausalLM.from_pretrained(model, dtype="auto" if auto else (resolved or torch.float32))
     return m, AutoTokenizer.from_pretrained(tokenizer or model)
+
+
+def is_revision(conversation: Sequence[Message]) -> bool:
+    """Whether a call asks the actor to revise its last proposal (see `rollout.supervision`)."""
+    last = conversation[-1] if conversation else None
+    return last is not None and last.role == "user" and (last.content or "").startswith(REVISION_PREFIX)
 
 
 class TransformersBackend(ChatBackend):
@@ -246,7 +252,8 @@ class TransformersBackend(ChatBackend):
             to_template_messages(messages, tools, self._tool_role, self.tools_first), add_generation_prompt
         )
 
-    def _encode(self, text: str) -> list[int]:
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` as the backend feeds it (no special tokens added)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _decode(self, ids: Sequence[int], skip_special: bool) -> str:
@@ -259,6 +266,10 @@ class TransformersBackend(ChatBackend):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def setup_modules(self, setup: Callable[[torch.nn.Module], torch.nn.Module]) -> None:
+        """Replace the model with `setup(model)` (`Supervisor` passes `fabric.setup_module`)."""
+        self.model = setup(self.model)
 
     def release(self, keys: Sequence[Hashable]) -> None:
         for k in keys:
@@ -301,16 +312,13 @@ class TransformersBackend(ChatBackend):
             return []
         device = self.device
         self._check_weights()
-        states, suffixes, rows, prompts = [], [], [], []
+        states, suffixes, rows, prompts, records = [], [], [], [], []
         for conv, key, seed in zip(conversations, keys, seeds):
             text = self.render(conv, True, tools)
-            st = self._states.get(key) if persist else None
-            if st is not None and not text.startswith(st.text):
-                log.debug("conversation %r no longer extends what the model saw; re-encoding it", key)
-                st = None
-            st = st or ConversationState()
+            st = (self._states.get(key) if persist else None) or ConversationState()
+            records.append(self._rewind(st, text, is_revision(conv)))
             suffix = text[len(st.text) :]
-            new = self._encode(suffix) if suffix else []
+            new = self.encode(suffix) if suffix else []
             total = len(st.ids) + len(new)
             past = st.kv if self.use_kv_cache else None
             feed = st.ids[st.kv_len if past else 0 :] + new
@@ -328,7 +336,7 @@ class TransformersBackend(ChatBackend):
         if live:
             self._generate(live, sampling)
         out = []
-        for key, st, row, suffix, new in zip(keys, states, rows, suffixes, prompts):
+        for key, st, row, suffix, new, (keep, base) in zip(keys, states, rows, suffixes, prompts, records):
             text = self._decode(row.ids, True)
             if row.finish == "stop" and sampling.stop:
                 text = cut_after_stop(text, sampling.stop)
@@ -338,7 +346,8 @@ class TransformersBackend(ChatBackend):
                     text=text,
                     action=action,
                     parse_error=err,
-                    prompt_ids=new,
+                    prompt_ids=st.ids[base:] + new,
+                    prefix_len=keep,
                     completion_ids=row.ids,
                     logprobs=row.logprobs,
                     finish_reason=row.finish,
@@ -351,12 +360,35 @@ class TransformersBackend(ChatBackend):
             if row.max_new <= 0:
                 self._states.pop(key, None)
                 continue
-            st.ids = st.ids + new + row.ids
-            st.text = st.text + suffix + self._decode(row.ids, False)
+            st.extend(new, suffix)
+            done = self._decode(row.ids, False)
+            st.extend(row.ids, done)
+            st.outs.append((list(row.ids), done))
             st.kv = row.kv if self.use_kv_cache else None
             st.calls += 1
             self._states[key] = st
         return out
+
+    @staticmethod
+    def _rewind(st: ConversationState, text: str, revision: bool) -> tuple[int | None, int]:
+        """Align `st` with the prompt `text`; returns the call's record `(prefix_len, base)`.
+
+        The state is cropped to the longest prefix it shares with `text` (see
+        `ConversationState.rewind`). A turn's record starts where the turn started: a revision
+        (its last message carries `REVISION_PREFIX`) continues the turn of the previous call, so
+        its `prompt_ids` run from that turn's start (its rejected proposal and the feedback
+        included); any other call starts a turn. `prefix_len` is None when the turn's context
+        extends all the state held before the turn, else how many of those tokens it kept.
+        """
+        length = len(st.ids)
+        kept = st.rewind(text)
+        if kept < length:
+            log.debug("the prompt no longer extends what the model saw; kept %d of %d tokens", kept, length)
+        if not (revision and st.turn_from[1] <= kept):
+            # a new turn: the last turn's completions were kept only to splice the one that went out
+            st.turn_from, st.outs = (length, kept), []
+        before, base = st.turn_from
+        return (None if base == before else base), base
 
     # ------------------------------------------------------------------ decoding
 

@@ -9,6 +9,7 @@ attention mask and `position_ids = cumsum(mask) - 1`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -30,17 +31,65 @@ class ConversationState:
     `ids` are all tokens so far (prompt and completion tokens of every call), `text` the
     string they render (the chat template's output plus decoded completions, special tokens
     kept), `kv` the cache of `ids[:kv_len]`: the last sampled token of a call is not fed to
-    the model until the next call.
+    the model until the next call. `marks` are the `(tokens, chars)` points where `ids[:tokens]`
+    renders exactly `text[:chars]` (call boundaries), where the state may be cropped.
+
+    `outs` are the completions of the current turn (`(ids, text)`, the rejected proposals and
+    their revisions), so the one that went out keeps its sampled tokens at the next turn.
+    `turn_from = (length, kept)`: at the turn's first call the state held `length` tokens and
+    kept the first `kept`; a turn's record (`Completion.prefix_len`, `prompt_ids`) starts there.
     """
 
     ids: list[int] = field(default_factory=list)
     text: str = ""
     kv: LayerKV | None = None
     calls: int = 0
+    marks: list[tuple[int, int]] = field(default_factory=lambda: [(0, 0)])
+    outs: list[tuple[list[int], str]] = field(default_factory=list)
+    turn_from: tuple[int, int] = (0, 0)
 
     @property
     def kv_len(self) -> int:
         return 0 if not self.kv else int(self.kv[0][0].shape[-2])
+
+    def mark(self) -> None:
+        if self.marks[-1] != (len(self.ids), len(self.text)):
+            self.marks.append((len(self.ids), len(self.text)))
+
+    def extend(self, ids: list[int], text: str) -> None:
+        """Append tokens that render `text`, and mark the new boundary."""
+        self.ids = self.ids + ids
+        self.text = self.text + text
+        self.mark()
+
+    def rewind(self, text: str) -> int:
+        """Crop to the longest marked prefix that `text` starts with; returns the tokens kept.
+
+        The KV cache is cropped with it, so only the tokens after the crop are encoded again.
+        Then, if `text` goes on with the text of one of this turn's completions (the proposal
+        that went out after a revision), its sampled tokens are appended rather than re-encoded.
+        """
+        if text.startswith(self.text):
+            return len(self.ids)
+        common = len(os.path.commonprefix([self.text, text]))
+        while self.marks[-1][1] > common:
+            self.marks.pop()
+        n, chars = self.marks[-1]
+        self.ids, self.text = self.ids[:n], self.text[:chars]
+        if self.kv is not None:
+            self.kv = keep_first(self.kv, min(n, self.kv_len)) if n else None
+        rest = text[chars:]
+        match = max(
+            (o for o in self.outs if o[1] and rest.startswith(o[1])), key=lambda o: len(o[1]), default=None
+        )
+        if match is not None:
+            self.extend(list(match[0]), match[1])
+        return n
+
+
+def keep_first(kv: LayerKV, n: int) -> LayerKV:
+    """The cache of the first `n` positions."""
+    return [(k[:, :n], v[:, :n]) for k, v in kv]
 
 
 def crop(kv: LayerKV, n: int) -> LayerKV:

@@ -1,0 +1,153 @@
+"""The local backend's token record under supervision: revisions, cache cropping, exact rebuild."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from collections.abc import Sequence
+
+import pytest
+import torch
+from toy_env import GuessEnv
+
+from lightning_asym.actor import ActorModule
+from lightning_asym.backends.base import SamplingParams
+from lightning_asym.backends.hf import TransformersBackend
+from lightning_asym.backends.tiny import byte_tokenizer, tiny_causal_lm
+from lightning_asym.rollout import RolloutEngine, SupervisionConfig
+from lightning_asym.types import REVISION_PREFIX, Message, Review, Trajectory
+
+GREEDY = SamplingParams(max_new_tokens=6, temperature=0)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return byte_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_causal_lm(tok, "llama", hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, seed=3)
+
+
+class Counting(TransformersBackend):
+    """Counts the tokens fed to the model and records every conversation it was asked to continue."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.fed = 0
+        self.views: list[list[Message]] = []
+
+    def _forward(self, ids, mask, pos, cache):
+        self.fed += int(mask[:, -ids.shape[1] :].sum())
+        return super()._forward(ids, mask, pos, cache)
+
+    def complete(self, conversations, tools=None, sampling=None, *, keys=None, seeds=None):
+        self.views.extend(list(c) for c in conversations)
+        return super().complete(conversations, tools, sampling, keys=keys, seeds=seeds)
+
+
+class Schedule:
+    """Rejects the first `n` proposals of turn t, with n = schedule[t % len(schedule)]."""
+
+    def __init__(self, schedule: Sequence[int]) -> None:
+        self.schedule = list(schedule)
+        self.seen: dict[tuple[str, int], int] = {}
+
+    def review(self, requests):
+        out = []
+        for r in requests:
+            turn = sum(m.role == "assistant" for m in r.messages)
+            k = (r.task.id, turn)
+            self.seen[k] = self.seen.get(k, 0) + 1
+            ok = self.seen[k] > self.schedule[turn % len(self.schedule)]
+            out.append(Review("approve") if ok else Review("revise", f"try again ({self.seen[k]})"))
+        return out
+
+
+def contexts(traj: Trajectory) -> list[list[int]]:
+    """The context tokens of each turn, rebuilt from the record alone."""
+    rec: list[int] = []
+    out = []
+    for t in traj.turns:
+        keep = len(rec) if t.prefix_len is None else t.prefix_len
+        assert keep <= len(rec)
+        ctx = rec[:keep] + t.prompt_ids
+        out.append(ctx)
+        rec = ctx + t.completion_ids
+    return out
+
+
+def play(model, tok, schedule, *, kv: bool = True, fallback: str = "last", tasks: int = 3):
+    env = GuessEnv(num_tasks=tasks, max_turns=4)
+    engine = RolloutEngine(
+        env, sampling=GREEDY, supervision=SupervisionConfig(max_revisions=2, fallback=fallback)
+    )
+    backend = Counting(model, tok, use_kv_cache=kv, prefix_cache_size=0)
+    reviewer = Schedule(schedule) if schedule is not None else None
+    return engine.collect(env.tasks("test"), backend, reviewer), backend
+
+
+@pytest.mark.parametrize("fallback", ["last", "first"])
+def test_record_is_what_the_model_saw_under_revisions(model, tok, fallback: str) -> None:
+    trajs, backend = play(model, tok, [1, 0, 2, 3], fallback=fallback)
+    assert any(len(t.proposals) > 1 for tr in trajs for t in tr.turns)
+    # the views the backend was asked to continue, keyed by the text of the completion that went out
+    for traj in trajs:
+        for turn, ctx in zip(traj.turns, contexts(traj)):
+            # the recorded log-probs are those of the completion under exactly this context
+            ids = torch.tensor([ctx + turn.completion_ids])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(ids).logits[0].float(), -1)
+            ref = [logp[len(ctx) + j - 1, tok_id].item() for j, tok_id in enumerate(turn.completion_ids)]
+            assert turn.logprobs == pytest.approx(ref, abs=1e-4)
+            # and the context's text is a view the actor was asked to continue
+            text = tok.decode(ctx, skip_special_tokens=False)
+            views = [backend.render(v, True, GuessEnv().tool_schemas) for v in backend.views]
+            assert text in views
+            revised = [p for p in turn.proposals if p.review is not None and not p.review.approved]
+            if revised and fallback == "last" and len(turn.proposals) > 1:
+                assert REVISION_PREFIX in text  # the chosen proposal was sampled after feedback
+
+
+def test_cache_is_cropped_not_dropped_and_greedy_unchanged(model, tok) -> None:
+    sched = [1, 1, 1, 1]
+    with_kv, b_kv = play(model, tok, sched, kv=True)
+    without, b_plain = play(model, tok, sched, kv=False)
+    for a, b in zip(with_kv, without):
+        for ta, tb in zip(a.turns, b.turns):
+            assert ta.completion_ids == tb.completion_ids
+            assert ta.prompt_ids == tb.prompt_ids and ta.prefix_len == tb.prefix_len
+            assert ta.logprobs == pytest.approx(tb.logprobs, abs=1e-4)
+    # with the cache, each recorded token is fed once: a turn after a revision crops the cache to
+    # the turn's start (dropping the rejected proposal and the feedback) instead of re-encoding all
+    recorded = sum(len(t.prompt_ids) + len(t.completion_ids) for tr in with_kv for t in tr.turns)
+    turns = sum(len(tr.turns) for tr in with_kv)
+    assert recorded - turns <= b_kv.fed <= recorded  # a turn's last sampled token is fed by the next call
+    assert b_kv.fed < b_plain.fed / 4
+    assert [t.prefix_len is not None for t in with_kv[0].turns] == [False, True, True, True]
+
+
+def test_actor_refuses_a_branching_record_and_accepts_a_linear_one(model, tok) -> None:
+    trajs, _ = play(model, tok, [1, 0, 0, 0], tasks=1)
+    actor = ActorModule(
+        tiny={"arch": "llama", "tokenizer": "byte", "hidden_size": 16, "num_layers": 1, "num_heads": 2}
+    )
+    with pytest.raises(ValueError, match="turn 1"):
+        actor.tokens(trajs)
+    plain, _ = play(model, tok, None, tasks=1)
+    batch = actor.tokens(plain)
+    assert (
+        batch.input_ids[0].tolist()[: int(batch.attention_mask.sum())]
+        == contexts(plain[0])[-1] + plain[0].turns[-1].completion_ids
+    )
