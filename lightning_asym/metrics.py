@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import comb
 
 import torch
@@ -44,6 +45,17 @@ class PassHatK(Metric):
             raise ValueError(f"got {len(task_ids)} task ids but {len(successes)} successes")
         self.task.append(torch.tensor([task_key(t) for t in task_ids], dtype=torch.long, device=self.device))
         self.success.append(torch.as_tensor(successes, dtype=torch.long, device=self.device).flatten())
+
+    def _wrap_compute(self, compute: Callable) -> Callable:
+        # torchmetrics squeezes a one-element result to 0-d; pass^k is a vector `[max_k]` even
+        # for max_k = 1, so callers can index it by k - 1 whatever max_k is
+        wrapped = super()._wrap_compute(compute)
+
+        @functools.wraps(compute)
+        def vector(*args, **kwargs) -> torch.Tensor:
+            return wrapped(*args, **kwargs).reshape(self.max_k)
+
+        return vector
 
     def compute(self) -> torch.Tensor:
         tasks, succ = dim_zero_cat(self.task), dim_zero_cat(self.success)

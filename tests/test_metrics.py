@@ -25,6 +25,15 @@ def test_pass_hat_k_hand_computed():
     assert got[3].item() == pytest.approx(1 / 3)
 
 
+@pytest.mark.parametrize("max_k", [1, 2, 4])
+def test_pass_hat_k_is_a_vector_for_every_max_k(max_k):
+    m = PassHatK(max_k=max_k)
+    m.update(["a", "a", "b"], [True, False, True])
+    got = m.compute()
+    assert got.shape == (max_k,)
+    assert got[0].item() == pytest.approx((0.5 + 1.0) / 2)  # pass^1: mean success per task
+
+
 def test_pass_hat_k_skips_tasks_with_too_few_trials():
     assert math.isnan(pass_hat_k({"a": [True]}, 2))
     assert pass_hat_k({"a": [True], "b": [True, False]}, 2) == 0.0

@@ -11,8 +11,6 @@ from rl_helpers import F64, TIGHT, lengths_to_mask, with_garbage
 from lightning_asym.rl import (
     broadcast_turns_to_tokens,
     broadcast_turns_to_tokens_reference,
-    discounted_returns,
-    discounted_returns_reference,
     group_advantages,
     group_advantages_reference,
     turn_gae,
@@ -72,17 +70,19 @@ def test_turn_gae_matches_reference(gamma: float, lam: float, composition: str, 
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("composition", list(COMPOSITIONS))
 @pytest.mark.parametrize("truncated", [False, True])
-def test_discounted_returns_matches_reference(gamma: float, composition: str, truncated: bool) -> None:
+def test_turn_gae_lambda1_returns_are_monte_carlo(gamma: float, composition: str, truncated: bool) -> None:
     lengths, T = COMPOSITIONS[composition]
     rewards, values, mask = make_episodes(lengths, T, seed=1)
     bootstrap = torch.linspace(0.5, -1.5, len(lengths), dtype=F64) if truncated else None
-    out = discounted_returns(rewards, mask, bootstrap, gamma=gamma)
-    torch.testing.assert_close(
-        out, discounted_returns_reference(rewards, mask, bootstrap, gamma=gamma), **TIGHT
-    )
-    # GAE with lambda = 1 telescopes to the Monte Carlo return.
+    # GAE with lambda = 1 telescopes to the discounted return G_t = r_t + gamma * G_{t+1}
+    expected = torch.zeros_like(rewards)
+    for b, n in enumerate(lengths):
+        running = float(bootstrap[b]) if bootstrap is not None else 0.0
+        for t in reversed(range(n)):
+            running = float(rewards[b, t]) + gamma * running
+            expected[b, t] = running
     _, gae_returns = turn_gae(rewards, values, mask, bootstrap, gamma=gamma, lam=1.0)
-    torch.testing.assert_close(gae_returns, out, **TIGHT)
+    torch.testing.assert_close(gae_returns, expected, **TIGHT)
 
 
 def test_turn_gae_lambda0_is_one_step_td_error() -> None:
@@ -119,13 +119,6 @@ def test_turn_gae_hand_computed_intermediate_reward_and_bootstrap() -> None:
     assert ret[0, 2] == 0 and ret[1, 1:].eq(0).all()
 
 
-def test_discounted_returns_hand_computed() -> None:
-    rewards = torch.tensor([[1.0, 0.0, 2.0, 0.0]], dtype=F64)
-    out = discounted_returns(rewards, torch.tensor([[1, 1, 1, 0]]), torch.tensor([4.0], dtype=F64), gamma=0.5)
-    # G2 = 2 + 0.5 * 4 = 4; G1 = 0 + 0.5 * 4 = 2; G0 = 1 + 0.5 * 2 = 2
-    torch.testing.assert_close(out, torch.tensor([[2.0, 2.0, 4.0, 0.0]], dtype=F64), **TIGHT)
-
-
 def test_turn_gae_float32_and_reward_position_independence() -> None:
     rewards, values, mask = make_episodes([6, 1, 3], 6, seed=3)
     adv32, _ = turn_gae(rewards.float(), values.float(), mask, gamma=0.99, lam=0.95)
@@ -142,7 +135,7 @@ def test_turn_gae_float32_and_reward_position_independence() -> None:
 
 
 @pytest.mark.parametrize("garbage", [float("nan"), 1e30, -7.0])
-def test_turn_gae_and_returns_ignore_padding(garbage: float) -> None:
+def test_turn_gae_ignores_padding(garbage: float) -> None:
     rewards, values, mask = make_episodes([1, 4, 0, 2], 5, seed=4)
     boot = torch.tensor([0.3, 0.0, 9.0, -1.0], dtype=F64)
     adv, ret = turn_gae(rewards, values, mask, boot, gamma=0.9, lam=0.8)
@@ -156,10 +149,6 @@ def test_turn_gae_and_returns_ignore_padding(garbage: float) -> None:
     )
     torch.testing.assert_close(adv_g, adv, **TIGHT)
     torch.testing.assert_close(ret_g, ret, **TIGHT)
-    out = discounted_returns(rewards, mask, boot, gamma=0.9)
-    torch.testing.assert_close(
-        discounted_returns(with_garbage(rewards, mask, garbage), mask, boot, gamma=0.9), out, **TIGHT
-    )
 
 
 def test_turn_gae_errors() -> None:
@@ -176,10 +165,8 @@ def test_turn_gae_errors() -> None:
         turn_gae(r, v, m, gamma=1.5)
     with pytest.raises(ValueError, match="lam"):
         turn_gae(r, v, m, lam=-0.1)
-    with pytest.raises(ValueError, match="mask"):
-        discounted_returns(r, torch.ones(2, 2))
     with pytest.raises(ValueError, match="no holes"):
-        discounted_returns_reference(r, torch.tensor([[0, 1, 1], [1, 1, 1]]))
+        turn_gae_reference(r, v, torch.tensor([[0, 1, 1], [1, 1, 1]]))
 
 
 # ----------------------------------------------------------------- turns -> tokens

@@ -15,6 +15,8 @@ from lightning_asym.rl import (
     masked_mean_reference,
     masked_whiten,
     masked_whiten_reference,
+    nonempty_mean,
+    nonempty_mean_reference,
 )
 
 # ------------------------------------------------------------------ masked statistics
@@ -29,17 +31,12 @@ def test_masked_mean_whiten_explained_variance() -> None:
     per_row = masked_mean(x, mask, dim=-1)
     torch.testing.assert_close(per_row[:2], torch.stack([x[0].mean(), x[1, 0]]), **TIGHT)
     assert per_row[2] == 0
-    for shift_mean in (True, False):
-        out = masked_whiten(x, mask, shift_mean=shift_mean)
-        torch.testing.assert_close(out, masked_whiten_reference(x, mask, shift_mean=shift_mean), **TIGHT)
-        torch.testing.assert_close(
-            masked_whiten(with_garbage(x, mask, float("nan")), mask, shift_mean=shift_mean), out, **TIGHT
-        )
-        assert out[~mask].eq(0).all()
-    white = masked_whiten(x, mask)[mask]
+    out = masked_whiten(x, mask)
+    torch.testing.assert_close(out, masked_whiten_reference(x, mask), **TIGHT)
+    torch.testing.assert_close(masked_whiten(with_garbage(x, mask, float("nan")), mask), out, **TIGHT)
+    assert out[~mask].eq(0).all()
+    white = out[mask]
     assert white.mean().abs() < 1e-12 and white.std().item() == pytest.approx(1.0, abs=1e-6)
-    kept = masked_whiten(x, mask, shift_mean=False)[mask]
-    assert kept.mean().item() == pytest.approx(x[mask].mean().item())
     torch.testing.assert_close(
         explained_variance(y, x, mask), explained_variance_reference(y, x, mask), **TIGHT
     )
@@ -63,3 +60,30 @@ def test_masked_statistics_errors() -> None:
         masked_whiten(torch.zeros(2, 3), torch.ones(2))
     with pytest.raises(ValueError, match="returns"):
         explained_variance(torch.zeros(2, 3), torch.zeros(2, 2), torch.ones(2, 3))
+
+
+# ------------------------------------------------------------------ minibatch statistics
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [[3, 0, 5, 1], [0, 0, 0, 7], [1, 1, 1, 1], [2.0, 0.0, 0.0, 0.0]],
+)
+def test_nonempty_mean_matches_reference(counts: list[float]) -> None:
+    values = torch.tensor([1.02, 0.0, 0.97, 1.5], dtype=F64)
+    c = torch.tensor(counts)
+    torch.testing.assert_close(nonempty_mean(values, c), nonempty_mean_reference(values, c), **TIGHT)
+
+
+def test_nonempty_mean_leaves_out_empty_minibatches() -> None:
+    # two minibatches: one with ratio 1 over 12 tokens, one without a valid token (its masked
+    # mean reads 0); the plain mean said 0.5, the statistic is 1
+    ratio = torch.tensor([1.0, 0.0], dtype=F64)
+    assert torch.stack([ratio[0], ratio[1]]).mean() == 0.5
+    assert nonempty_mean(ratio, torch.tensor([12, 0])) == 1.0
+    # garbage in an empty minibatch cannot leak in
+    assert nonempty_mean(torch.tensor([2.0, float("nan")]), torch.tensor([1, 0])) == 2.0
+    assert math.isnan(nonempty_mean(ratio, torch.zeros(2)).item())
+    assert math.isnan(nonempty_mean_reference(ratio, torch.zeros(2)).item())
+    with pytest.raises(ValueError, match="counts"):
+        nonempty_mean(ratio, torch.ones(3))

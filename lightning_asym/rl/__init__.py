@@ -1,4 +1,4 @@
-"""Pure tensor functions for turn-level actor-critic RL: returns, GAE, PPO losses, baselines.
+"""Pure tensor functions for turn-level actor-critic RL: GAE, PPO losses, baselines, statistics.
 
 Credit is assigned per turn, not per token. The critic scores the state at the start of
 each turn (``values [B, T]``), rewards arrive per turn (often only at the end of the
@@ -22,15 +22,12 @@ from lightning_asym.rl.advantages import GroupMode as GroupMode  # type alias, r
 from lightning_asym.rl.advantages import (
     broadcast_turns_to_tokens,
     broadcast_turns_to_tokens_reference,
-    discounted_returns,
-    discounted_returns_reference,
     group_advantages,
     group_advantages_reference,
     turn_gae,
     turn_gae_reference,
 )
 from lightning_asym.rl.losses import KLKind as KLKind  # type alias, re-exported
-from lightning_asym.rl.losses import Reduction as Reduction  # type alias, re-exported
 from lightning_asym.rl.losses import (
     clipped_value_loss,
     clipped_value_loss_reference,
@@ -48,6 +45,8 @@ from lightning_asym.rl.stats import (
     masked_mean_reference,
     masked_whiten,
     masked_whiten_reference,
+    nonempty_mean,
+    nonempty_mean_reference,
 )
 
 __all__ = [
@@ -55,8 +54,6 @@ __all__ = [
     "broadcast_turns_to_tokens_reference",
     "clipped_value_loss",
     "clipped_value_loss_reference",
-    "discounted_returns",
-    "discounted_returns_reference",
     "entropy_from_logits",
     "entropy_from_logits_reference",
     "explained_variance",
@@ -69,6 +66,8 @@ __all__ = [
     "masked_mean_reference",
     "masked_whiten",
     "masked_whiten_reference",
+    "nonempty_mean",
+    "nonempty_mean_reference",
     "ppo_policy_loss",
     "ppo_policy_loss_reference",
     "turn_gae",

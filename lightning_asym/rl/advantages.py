@@ -1,4 +1,4 @@
-"""Turn-level returns and GAE, turn -> token broadcasting and group baselines (GRPO, RLOO).
+"""Turn-level GAE, turn -> token broadcasting and group baselines (GRPO, RLOO).
 
 Each vectorised function has a plain Python-loop ``*_reference`` twin in float64.
 """
@@ -46,52 +46,6 @@ def _reverse_discounted_sum(x: Tensor, factor: float) -> Tensor:
         torch.zeros((), dtype=x.dtype, device=x.device),
     )
     return (x.unsqueeze(-2) * weights).sum(-1)
-
-
-def discounted_returns(
-    rewards: Tensor, mask: Tensor, bootstrap: Tensor | None = None, gamma: float = 1.0
-) -> Tensor:
-    """Discounted return of each turn, ``G_t = r_t + gamma * G_{t+1}``.
-
-    Shapes: ``rewards [B, T]``, ``mask [B, T]`` (1 for the episode's turns, then 0 for
-    padding), ``bootstrap [B]`` (value after the last real turn of a truncated episode; 0
-    or None for terminated ones) -> ``returns [B, T]``, 0 on padding.
-    """
-    fn = "discounted_returns"
-    _check_shapes(fn, 2, rewards=rewards, mask=mask)
-    _check_bootstrap(fn, bootstrap, rewards)
-    _check_unit_interval(fn, gamma=gamma)
-    m = _turn_mask(fn, mask)
-    dtype = _float_dtype(rewards) if bootstrap is None else _float_dtype(rewards, bootstrap)
-    zero = torch.zeros((), dtype=dtype, device=rewards.device)
-    r = torch.where(m, rewards.to(dtype), zero)
-    returns = _reverse_discounted_sum(r, gamma)
-    if bootstrap is not None:
-        # The bootstrap sits one step after the last real turn: weight gamma**(length - t).
-        length = m.sum(-1, keepdim=True)
-        steps = (length - torch.arange(m.shape[-1], device=m.device)).clamp(min=0).to(dtype)
-        returns = returns + torch.pow(gamma, steps) * bootstrap.to(dtype).unsqueeze(-1)
-    return torch.where(m, returns, zero)
-
-
-def discounted_returns_reference(
-    rewards: Tensor, mask: Tensor, bootstrap: Tensor | None = None, gamma: float = 1.0
-) -> Tensor:
-    """Loop reference for `discounted_returns` (float64)."""
-    fn = "discounted_returns_reference"
-    _check_shapes(fn, 2, rewards=rewards, mask=mask)
-    _check_bootstrap(fn, bootstrap, rewards)
-    _turn_mask(fn, mask)
-    r, m = _floats(rewards), _rows(mask)
-    boot = _floats(bootstrap) if bootstrap is not None else [0.0] * len(r)
-    out = [[0.0] * len(row) for row in r]
-    for b in range(len(r)):
-        n = sum(m[b])
-        running = boot[b]
-        for t in reversed(range(n)):
-            running = r[b][t] + gamma * running
-            out[b][t] = running
-    return _f64(out)
 
 
 def turn_gae(

@@ -14,27 +14,15 @@ from torch import Tensor
 from lightning_asym.rl.stats import _as_bool, _check_shapes, _f64, _floats, _rows, masked_mean
 
 KLKind = Literal["k1", "k2", "k3"]
-Reduction = Literal["token", "sequence"]
 
 
 # ------------------------------------------------------------------------ PPO losses
 
 
-def _reduce(per_token: Tensor, mask: Tensor, reduction: str, fn: str) -> Tensor:
-    if reduction == "token":
-        return masked_mean(per_token, mask)
-    if reduction == "sequence":
-        # Mean within each row, then over the rows that have at least one valid token.
-        per_row = masked_mean(per_token, mask, dim=-1)
-        return masked_mean(per_row, mask.reshape(mask.shape[0], -1).any(-1))
-    raise ValueError(f"{fn}: `reduction` must be 'token' or 'sequence', got {reduction!r}")
-
-
-def _clip_bounds(fn: str, clip_eps: float, clip_eps_high: float | None) -> tuple[float, float]:
-    high = clip_eps if clip_eps_high is None else clip_eps_high
-    if not 0.0 <= clip_eps < 1.0 or high < 0.0:
-        raise ValueError(f"{fn}: need 0 <= clip_eps < 1 and clip_eps_high >= 0, got {clip_eps}, {high}")
-    return 1.0 - clip_eps, 1.0 + high
+def _check_clip(fn: str, clip_eps: float) -> tuple[float, float]:
+    if not 0.0 <= clip_eps < 1.0:
+        raise ValueError(f"{fn}: need 0 <= clip_eps < 1, got {clip_eps}")
+    return 1.0 - clip_eps, 1.0 + clip_eps
 
 
 def ppo_policy_loss(
@@ -43,23 +31,19 @@ def ppo_policy_loss(
     advantages: Tensor,
     mask: Tensor,
     clip_eps: float = 0.2,
-    clip_eps_high: float | None = None,
-    reduction: Reduction = "token",
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO clipped surrogate loss on tokens, ``max(-A * r, -A * clip(r, 1 - lo, 1 + hi))``.
+    """PPO clipped surrogate loss on tokens, ``max(-A * r, -A * clip(r, 1 - eps, 1 + eps))``.
 
     Shapes: ``logprobs [B, L]`` (current policy, carries the gradient), ``old_logprobs
     [B, L]`` (policy that sampled the tokens), ``advantages [B, L]``, ``mask [B, L]`` ->
-    ``(loss [], stats)``. ``clip_eps`` is the low clip, ``clip_eps_high`` the high one
-    (defaults to ``clip_eps``; larger values give DAPO's "clip-higher"). ``reduction``:
-    ``"token"`` averages over all valid tokens, ``"sequence"`` averages within each row
-    first, then over rows. Stats (detached scalars over valid tokens): ``clip_fraction``
+    ``(loss [], stats)``, the loss averaged over all valid tokens. Stats (detached scalars
+    over valid tokens, 0 when there are none: see `nonempty_mean`): ``clip_fraction``
     (tokens whose gradient the clip removes), ``approx_kl`` (k3 estimate of
     KL(old || new)), ``ratio_mean``.
     """
     fn = "ppo_policy_loss"
     _check_shapes(fn, 2, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages, mask=mask)
-    low, high = _clip_bounds(fn, clip_eps, clip_eps_high)
+    low, high = _check_clip(fn, clip_eps)
     m = _as_bool(mask)
     zero = torch.zeros((), dtype=logprobs.dtype, device=logprobs.device)
     # Zero the log-ratio on padding before exp so garbage there cannot overflow into NaN.
@@ -68,7 +52,7 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(low, high)
-    loss = _reduce(torch.maximum(unclipped, clipped), m, reduction, fn)
+    loss = masked_mean(torch.maximum(unclipped, clipped), m)
     with torch.no_grad():
         stats = {
             "clip_fraction": masked_mean((clipped > unclipped).to(logprobs.dtype), m),
@@ -84,37 +68,29 @@ def ppo_policy_loss_reference(
     advantages: Tensor,
     mask: Tensor,
     clip_eps: float = 0.2,
-    clip_eps_high: float | None = None,
-    reduction: Reduction = "token",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loop reference for `ppo_policy_loss` (float64, no gradient)."""
     fn = "ppo_policy_loss_reference"
     _check_shapes(fn, 2, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages, mask=mask)
-    low, high = _clip_bounds(fn, clip_eps, clip_eps_high)
-    if reduction not in ("token", "sequence"):
-        raise ValueError(f"{fn}: `reduction` must be 'token' or 'sequence', got {reduction!r}")
+    low, high = _check_clip(fn, clip_eps)
     lp, old, adv, m = _floats(logprobs), _floats(old_logprobs), _floats(advantages), _rows(mask)
-    token_losses, row_means, clipped_flags, kls, ratios = [], [], [], [], []
+    token_losses, clipped_flags, kls, ratios = [], [], [], []
     for b in range(len(lp)):
-        row = []
         for i in range(len(lp[b])):
             if not m[b][i]:
                 continue
             ratio = math.exp(lp[b][i] - old[b][i])
             unclipped = -adv[b][i] * ratio
             clipped = -adv[b][i] * min(max(ratio, low), high)
-            row.append(max(unclipped, clipped))
+            token_losses.append(max(unclipped, clipped))
             clipped_flags.append(1.0 if clipped > unclipped else 0.0)
             kls.append(ratio - 1.0 - math.log(ratio))
             ratios.append(ratio)
-        token_losses.extend(row)
-        if row:
-            row_means.append(sum(row) / len(row))
 
     def mean(xs: list[float]) -> float:
         return sum(xs) / len(xs) if xs else 0.0
 
-    loss = mean(token_losses) if reduction == "token" else mean(row_means)
+    loss = mean(token_losses)
     stats = {"clip_fraction": mean(clipped_flags), "approx_kl": mean(kls), "ratio_mean": mean(ratios)}
     return _f64(loss), {k: _f64(v) for k, v in stats.items()}
 

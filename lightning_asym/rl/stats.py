@@ -107,23 +107,20 @@ def _masked_var(x: Tensor, mask: Tensor, unbiased: bool) -> tuple[Tensor, Tensor
     return mean, sq / denom
 
 
-def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
     """Normalise ``x`` to zero mean, unit (unbiased) std over the valid entries; 0 on padding.
 
-    Shapes: ``x [*S]``, ``mask [*S]`` -> ``[*S]``. With ``shift_mean=False`` only the scale
-    changes and the original mean is kept (as in TRL). Fewer than two valid entries leave
-    the variance at 0, so the centred part is 0.
+    Shapes: ``x [*S]``, ``mask [*S]`` -> ``[*S]``. Fewer than two valid entries leave the
+    variance at 0, so the centred part is 0.
     """
     _check_shapes("masked_whiten", x=x, mask=mask)
     m = _as_bool(mask)
     mean, var = _masked_var(x, m, unbiased=True)
     whitened = (x - mean) * torch.rsqrt(var + eps)
-    if not shift_mean:
-        whitened = whitened + mean
     return torch.where(m, whitened, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-def masked_whiten_reference(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def masked_whiten_reference(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
     """Loop reference for `masked_whiten` (float64)."""
     _check_shapes("masked_whiten_reference", x=x, mask=mask)
     flat, keep = _floats(x.flatten()), _as_bool(mask).flatten().tolist()
@@ -131,11 +128,38 @@ def masked_whiten_reference(x: Tensor, mask: Tensor, shift_mean: bool = True, ep
     n = len(vals)
     mean = sum(vals) / n if n else 0.0
     var = sum((a - mean) ** 2 for a in vals) / max(n - 1, 1)
-    out = []
-    for a, k in zip(flat, keep):
-        w = (a - mean) / math.sqrt(var + eps) + (0.0 if shift_mean else mean)
-        out.append(w if k else 0.0)
+    out = [(a - mean) / math.sqrt(var + eps) if k else 0.0 for a, k in zip(flat, keep)]
     return _f64(out).reshape(x.shape)
+
+
+def _check_counts(fn: str, values: Tensor, counts: Tensor) -> None:
+    if values.dim() != 1 or counts.shape != values.shape:
+        raise ValueError(
+            f"{fn}: `values` and `counts` must both be [N], got {tuple(values.shape)} and {tuple(counts.shape)}"
+        )
+
+
+def nonempty_mean(values: Tensor, counts: Tensor) -> Tensor:
+    """Mean of per-minibatch statistics over the minibatches that measured something.
+
+    Shapes: ``values [N]`` (one statistic per minibatch, e.g. its ``ratio_mean``), ``counts [N]``
+    (how many valid tokens or turns each one was taken over) -> scalar; NaN when every count is
+    0. A minibatch with nothing valid reports 0 for any masked mean (a ratio of 0, where 1 is
+    "unchanged"), so averaging it in would bias the statistic; it is left out instead.
+    """
+    _check_counts("nonempty_mean", values, counts)
+    keep = counts > 0
+    n = keep.sum()
+    total = torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum()
+    nan = torch.full((), math.nan, dtype=total.dtype, device=total.device)
+    return torch.where(n > 0, total / n.clamp(min=1), nan)
+
+
+def nonempty_mean_reference(values: Tensor, counts: Tensor) -> Tensor:
+    """Loop reference for `nonempty_mean` (float64)."""
+    _check_counts("nonempty_mean_reference", values, counts)
+    kept = [v for v, c in zip(_floats(values), counts.tolist()) if c > 0]
+    return _f64(sum(kept) / len(kept) if kept else math.nan)
 
 
 def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
