@@ -10,7 +10,6 @@ import pytest
 from toy_env import GuessEnv
 
 from lightning_asym.backends import ScriptedBackend
-from lightning_asym.backends.oracle import NoisyOracleBackend
 from lightning_asym.datagen import (
     CriticExampleWriter,
     DataGenConfig,
@@ -24,6 +23,8 @@ from lightning_asym.datagen.branching import branch
 from lightning_asym.datagen.labels import Sample
 from lightning_asym.datagen.prefix import ReplayMismatch, replay
 from lightning_asym.envs.retail import RetailEnv
+from lightning_asym.envs.retail.oracle import NoisyOracleBackend
+from lightning_asym.envs.retail.policy import AUTHENTICATE_FIRST, EXPLICIT_CONFIRMATION, NO_MADE_UP_FACTS
 from lightning_asym.jobs import CriticDataGen, CriticTaskData
 from lightning_asym.jobs.critic_tasks import shard
 from lightning_asym.rollout.engine import RolloutEngine
@@ -85,17 +86,27 @@ def test_gold_labels_approve_until_the_first_deviation_which_names_the_right_arg
 
 
 def test_gold_feedback_names_the_broken_rule():
-    unauth = {"deviation": True, "violation": "changed the database before authenticating the user"}
+    unauth = {
+        "deviation": True,
+        "rule": AUTHENTICATE_FIRST,
+        "violation": "changed the database before authenticating the user",
+    }
     (ex,) = gold_labels(_traj([(CANCEL, unauth, "cancelled")]), [[CANCEL]])
     assert ex.verdict == REVISE
     assert ex.feedback.startswith("Authenticate the user first with find_user_id_by_email")
     no_yes = {
         "deviation": False,
+        "rule": EXPLICIT_CONFIRMATION,
         "violation": "changed the database without an explicit 'yes' from the user after describing the action",
     }
     (_, ex) = gold_labels(_traj([(FIND, OK, "user_1"), (CANCEL, no_yes, "cancelled")]), None)
     assert ex.verdict == REVISE and "explicit yes" in ex.feedback
-    made_up = {"deviation": True, "violation": "told the user an amount the data does not support (12.34)"}
+    made_up = {
+        "deviation": True,
+        "rule": NO_MADE_UP_FACTS,
+        "violation": "told the user an amount the data does not support (12.34)",
+        "unsupported": ["12.34"],
+    }
     (ex,) = gold_labels(_traj([(Action.reply("That is $12.34."), made_up, "ok")]), None)
     assert ex.feedback.startswith("The amount 12.34 is not supported")
 

@@ -11,8 +11,8 @@ import torch
 
 from lightning_asym.backends import ScriptedBackend
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
-from lightning_asym.backends.oracle import NoisyOracleBackend
 from lightning_asym.envs.retail import POLICY, WRITE_TOOLS, RetailEnv
+from lightning_asym.envs.retail.oracle import NoisyOracleBackend
 from lightning_asym.review import GenerativeCritic, Reviewer, ReviewRequest
 from lightning_asym.review.format import INSTRUCTION, parse_verdict
 from lightning_asym.rollout import RolloutEngine, SupervisionConfig

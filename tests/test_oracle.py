@@ -7,9 +7,15 @@ import zlib
 import pytest
 from toy_env import GuessEnv
 
-from lightning_asym.backends.oracle import MODES, NoisyOracleBackend
 from lightning_asym.backends.toolcalls import TOOL_OPEN, parse_action
 from lightning_asym.envs.retail import RetailEnv
+from lightning_asym.envs.retail.oracle import MODES, NoisyOracleBackend
+from lightning_asym.envs.retail.policy import (
+    AUTHENTICATE_FIRST,
+    EXPLICIT_CONFIRMATION,
+    NO_MADE_UP_FACTS,
+    NO_NEEDLESS_TRANSFER,
+)
 from lightning_asym.envs.retail.tools import WRITE_TOOLS
 from lightning_asym.rollout.engine import RolloutEngine
 from lightning_asym.types import REVISION_PREFIX, Message
@@ -98,12 +104,12 @@ def test_success_falls_with_error_rate(env):
 @pytest.mark.parametrize(
     "mode,succeeds,flag",
     [
-        ("give_up", False, "transferred"),
+        ("give_up", False, NO_NEEDLESS_TRANSFER),
         ("premature_end", False, None),
         ("wrong_order", False, "deviation"),
         ("wrong_argument", False, "deviation"),
-        ("skipped_confirmation", True, "yes"),
-        ("unauthenticated_write", True, "authenticat"),
+        ("skipped_confirmation", True, EXPLICIT_CONFIRMATION),
+        ("unauthenticated_write", True, AUTHENTICATE_FIRST),
     ],
 )
 def test_each_failure_mode(env, mode, succeeds, flag):
@@ -115,7 +121,7 @@ def test_each_failure_mode(env, mode, succeeds, flag):
         if flag == "deviation":
             assert any(i["deviation"] for _, i in steps)
         elif flag is not None:
-            assert any(flag in (i["violation"] or "") for _, i in steps)
+            assert any(i["rule"] == flag and i["violation"] for _, i in steps)
     assert oracle.injected[mode] >= len(tasks)
 
 
@@ -124,9 +130,9 @@ def test_hallucinated_output(env):
     for t in env.tasks("test")[:30]:
         info, steps = drive(env, t, oracle)
         assert info["db_match"]
-        flagged = [i["violation"] for a, i in steps if a.is_reply and i["deviation"]]
+        flagged = [i for a, i in steps if a.is_reply and i["deviation"]]
         assert bool(flagged) == any("." in o for o in t.required_outputs), t.id
-        assert all("amount" in v for v in flagged)
+        assert all(i["rule"] == NO_MADE_UP_FACTS and i["unsupported"] for i in flagged)
         if any("." in o for o in t.required_outputs):  # a short count like "7" may appear by chance
             assert not info["success"], t.id
         elif not t.required_outputs:
@@ -170,7 +176,7 @@ def _reject_first(env, oracle, task):
     oracle.start("k", task)
     (c,) = oracle.complete([msgs], keys=["k"], seeds=[0])
     view = [*msgs, Message("assistant", content=c.text), Message("user", content=f"{REVISION_PREFIX} no")]
-    (again,) = oracle.complete([view], keys=["k/revision"], seeds=[1])
+    (again,) = oracle.complete([view], keys=["k"], seeds=[1])
     return c, again
 
 
@@ -194,7 +200,7 @@ def test_misled_write_gets_a_wrong_argument(env):
             break
         msgs += [c.action.to_message(f"call_{step}", text=c.text), *e.step(c.action).messages]
     view = [*msgs, Message("assistant", content=c.text), Message("user", content=f"{REVISION_PREFIX} no")]
-    (bad,) = oracle.complete([view], keys=["k/revision"], seeds=[99])
+    (bad,) = oracle.complete([view], keys=["k"], seeds=[99])
     assert bad.action.name == c.action.name and bad.action.kwargs != c.action.kwargs
     assert e.check_action(bad.action)["deviation"] and not e.check_action(c.action)["deviation"]
 

@@ -7,9 +7,17 @@ import pytest
 from lightning_asym.envs import make_env, registered_envs
 from lightning_asym.envs.retail import RetailEnv, ScriptedRetailUser
 from lightning_asym.envs.retail.env import said
+from lightning_asym.envs.retail.policy import (
+    AUTHENTICATE_FIRST,
+    EXPLICIT_CONFIRMATION,
+    NO_MADE_UP_FACTS,
+    NO_NEEDLESS_TRANSFER,
+    OWN_DATA_ONLY,
+)
 from lightning_asym.envs.retail.tools import WRITE_TOOLS
 from lightning_asym.types import Action
 
+CLEAN = {"deviation": False, "rule": None, "violation": None}
 YES = "Please confirm (yes/no)."
 
 
@@ -121,19 +129,21 @@ def test_deviation_and_violation_labels(env):
     e.reset(task)
     # a gold write before authentication: on plan, but against policy
     info = e.check_action(gold)
-    assert info == {"deviation": False, "violation": info["violation"]} and "authenticat" in info["violation"]
+    assert info == {"deviation": False, "rule": AUTHENTICATE_FIRST, "violation": info["violation"]}
+    assert "authenticat" in info["violation"]
     r = e.step(Action("get_order_details", {"order_id": gold.kwargs["order_id"]}))
-    assert r.info["deviation"] is False and "authenticat" in r.info["violation"]
+    assert r.info["deviation"] is False and r.info["rule"] == AUTHENTICATE_FIRST
     _auth(e, task)
     r = e.step(Action("get_order_details", {"order_id": gold.kwargs["order_id"]}))
-    assert r.info == {"deviation": False, "violation": None}
+    assert r.info == CLEAN
     # authenticated, but no explicit yes yet
-    assert "yes" in e.check_action(gold)["violation"]
+    assert (
+        e.check_action(gold)["rule"] == EXPLICIT_CONFIRMATION and "yes" in e.check_action(gold)["violation"]
+    )
     other_user = next(u for u in e.db["users"] if u != task.data["user_id"])
     other_order = e.db["users"][other_user]["orders"][0]
-    assert (
-        "another user" in e.check_action(Action("get_order_details", {"order_id": other_order}))["violation"]
-    )
+    nosy = e.check_action(Action("get_order_details", {"order_id": other_order}))
+    assert nosy["rule"] == OWN_DATA_ONLY and "another user" in nosy["violation"]
     e.step(
         Action.reply(
             f"I will cancel order {gold.kwargs['order_id']} because it is {gold.kwargs['reason']}. {YES}"
@@ -149,11 +159,11 @@ def test_deviation_and_violation_labels(env):
             else "no longer needed",
         },
     )
-    assert e.check_action(wrong) == {"deviation": True, "violation": None}
-    assert e.check_action(gold) == {"deviation": False, "violation": None}
+    assert e.check_action(wrong) == {**CLEAN, "deviation": True}
+    assert e.check_action(gold) == CLEAN
     before = e.db
     r = e.step(gold)
-    assert r.info == {"deviation": False, "violation": None} and e.db is not before
+    assert r.info == CLEAN and e.db is not before
     # the same write again: refused by the tool and off-plan
     r = e.step(gold)
     assert r.info["deviation"] is True and r.info["error"] and r.messages[0].content.startswith("Error:")
@@ -162,11 +172,13 @@ def test_deviation_and_violation_labels(env):
     assert e.check_action(Action.reply(f"Your refund is ${refund[0]}."))["deviation"] is False
     made_up = e.check_action(Action.reply("You will get $98,765.43 back."))
     assert made_up["deviation"] is True and "98765.43" in made_up["violation"]
+    assert made_up["rule"] == NO_MADE_UP_FACTS and made_up["unsupported"] == ["98765.43"]
     r = e.step(Action.reply("You will get $98,765.43 back."))
     assert r.info["deviation"] is True and r.messages[0].role == "user"
-    assert e.check_action(Action("think", {"thought": "x"})) == {"deviation": False, "violation": None}
+    assert e.check_action(Action("think", {"thought": "x"})) == CLEAN
     r = e.step(Action("transfer_to_human_agents", {"summary": "x"}))
-    assert r.done and r.info["deviation"] and "transferred" in r.info["violation"]
+    assert r.done and r.info["deviation"] and r.info["rule"] == NO_NEEDLESS_TRANSFER
+    assert "transferred" in r.info["violation"]
     assert "success" in r.info
 
 
@@ -174,10 +186,7 @@ def test_transfer_task_and_episode_ends(env):
     task = _task(env, lambda t: t.gold_actions[-1].name == "transfer_to_human_agents")
     e = env.fork()
     e.reset(task)
-    assert e.check_action(Action("transfer_to_human_agents", {"summary": "x"})) == {
-        "deviation": False,
-        "violation": None,
-    }
+    assert e.check_action(Action("transfer_to_human_agents", {"summary": "x"})) == CLEAN
     # user STOP ends the episode with a reward computed
     e = env.fork()
     e.reset(task)

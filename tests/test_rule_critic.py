@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lightning_asym.backends.oracle import NoisyOracleBackend
 from lightning_asym.envs.retail import POLICY, RetailEnv, generate_db, run_tool
+from lightning_asym.envs.retail.oracle import NoisyOracleBackend
+from lightning_asym.envs.retail.policy import NO_NEEDLESS_TRANSFER
 from lightning_asym.review import RetailRuleCritic, Reviewer, ReviewRequest
 from lightning_asym.rollout.engine import RolloutEngine
 from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
@@ -253,7 +254,7 @@ def test_flags_most_env_violations_and_lifts_success(env):
     labelled = [p for p in _proposals(trajs) if p.label and p.label["violation"]]
     caught = [not p.review.approved for p in labelled]
     # transfers are approved by design (whether one was needed is not a rule), so give-ups are missed
-    judged = [c for p, c in zip(labelled, caught) if not p.label["violation"].startswith("transferred")]
+    judged = [c for p, c in zip(labelled, caught) if p.label["rule"] != NO_NEEDLESS_TRANSFER]
     assert len(labelled) > 100 and len(judged) > 50
     assert sum(judged) / len(judged) > 0.95  # measured 1.0
     assert sum(caught) / len(caught) > 0.4  # measured 0.55 (the rest are give-up transfers)

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from lightning_asym.backends.oracle import NoisyOracleBackend
     from lightning_asym.envs.retail import RetailEnv
+    from lightning_asym.envs.retail.oracle import NoisyOracleBackend
     from lightning_asym.metrics import critic_counts
     from lightning_asym.rollout.engine import RolloutEngine
     from lightning_asym.rollout.supervision import SupervisionConfig

@@ -21,6 +21,11 @@ from lightning_asym.types import RESPOND, Action
 
 TOOL_OPEN = "<tool_call>"
 TOOL_CLOSE = "</tool_call>"
+FORMAT_HINT = (
+    f'to call a tool write {TOOL_OPEN}{{"name": ..., "arguments": {{...}}}}{TOOL_CLOSE}; '
+    "any other text is sent to the user"
+)
+"""The tool-call format in one clause, for whoever tells an actor its output did not parse."""
 _CALL_RE = re.compile(re.escape(TOOL_OPEN) + r"(.*?)(?:" + re.escape(TOOL_CLOSE) + r"|$)", re.DOTALL)
 
 

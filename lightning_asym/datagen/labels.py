@@ -3,9 +3,10 @@
 Two sources, both without touching the actor:
 
 * **gold** (`gold_labels`): the env's own judgement stored in each turn's `info`
-  (`deviation`, `violation`). Turns before the first deviation are `approve`; the first
-  deviating action is `revise`, with one sentence that names the broken rule or the
-  correct action and argument (compared with the env's remaining gold actions); what
+  (`deviation`, `rule`, `violation`). Turns before the first deviation are `approve`; the first
+  deviating action is `revise`, with one sentence that names the broken rule (keyed on its id,
+  `envs/retail/policy.py`) or the correct action and argument (compared with the env's
+  remaining gold actions); what
   follows is off-plan and is not labelled. A failed episode in which the env saw no
   deviation failed for a reason nobody detected, so its turns are not approved.
 * **branch** (`branch_labels`): the first actions of re-rolls from one prefix, each with
@@ -17,18 +18,22 @@ Two sources, both without touching the actor:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lightning_asym.backends.toolcalls import FORMAT_HINT
+from lightning_asym.envs.retail.policy import (
+    AUTHENTICATE_FIRST,
+    EXPLICIT_CONFIRMATION,
+    NO_MADE_UP_FACTS,
+    NO_NEEDLESS_TRANSFER,
+    OWN_DATA_ONLY,
+)
 from lightning_asym.review.format import render_action
 from lightning_asym.types import APPROVE, REVISE, Action, CriticExample, Message, Trajectory
 
 AUTH_TOOLS = "find_user_id_by_email or find_user_id_by_name_zip"
-FORMAT_HINT = (
-    'Write the tool call exactly as <tool_call>{"name": ..., "arguments": {...}}</tool_call>, '
-    "or reply to the user in plain text."
-)
 
 
 def deviated(info: dict[str, Any]) -> bool:
@@ -92,40 +97,43 @@ def _argument_fix(action: Action, remaining: Sequence[Action]) -> str | None:
 
 def gold_feedback(
     action: Action | None,
-    violation: str | None,
+    judgement: Mapping[str, Any] | None,
     remaining: Sequence[Action] | None,
-    error: str | None = None,
 ) -> str:
     """One sentence saying what is wrong with an off-plan action and what to do instead.
 
-    `violation` is the env's broken rule (or None), `remaining` the gold actions the env still
-    expects (None when unknown), `error` the tool's error message when the call failed.
+    `judgement` is the env's judgement of the action (a step's `info` or a proposal's `label`:
+    `rule`, the id of the broken policy rule, and `violation`, its prose; `unsupported` amounts;
+    `error`, the tool's error message when the call failed), `remaining` the gold actions the
+    env still expects (None when unknown).
     """
     if action is None:
-        return FORMAT_HINT
+        return f"Your output could not be parsed; {FORMAT_HINT}."
+    judgement = judgement or {}
     remaining = list(remaining or [])
     fix = _argument_fix(action, remaining)
-    if violation:
-        v = violation.strip().rstrip(".")
-        if "before authenticating" in v:
-            return f"Authenticate the user first with {AUTH_TOOLS} before calling {action.name}."
-        if "without an explicit 'yes'" in v:
-            return f"Describe the {action.name} action to the user and get an explicit yes before calling it."
-        if "transferred to a human agent" in v:
-            return "Do not transfer to a human agent: this request can be handled within policy."
-        if "of another user" in v:
-            oid = action.kwargs.get("order_id")
-            whose = f"Order {oid}" if isinstance(oid, str) else "That account"
-            instead = fix[0].lower() + fix[1:] if fix else "act only on the authenticated user's data."
-            return f"{whose} belongs to another user; {instead}"
-        if "amount the data does not support" in v:
-            bad = v.split("(", 1)[-1].rstrip(")")
-            return f"The amount {bad} is not supported by the data; state the amounts from the tool results."
-        return f"This action breaks the policy: it {v}."
+    rule, violation = judgement.get("rule"), judgement.get("violation")
+    if rule == AUTHENTICATE_FIRST:
+        return f"Authenticate the user first with {AUTH_TOOLS} before calling {action.name}."
+    if rule == EXPLICIT_CONFIRMATION:
+        return f"Describe the {action.name} action to the user and get an explicit yes before calling it."
+    if rule == NO_NEEDLESS_TRANSFER:
+        return "Do not transfer to a human agent: this request can be handled within policy."
+    if rule == OWN_DATA_ONLY:
+        oid = action.kwargs.get("order_id")
+        whose = f"Order {oid}" if isinstance(oid, str) else "That account"
+        instead = fix[0].lower() + fix[1:] if fix else "act only on the authenticated user's data."
+        return f"{whose} belongs to another user; {instead}"
+    if rule == NO_MADE_UP_FACTS and judgement.get("unsupported"):
+        bad = ", ".join(judgement["unsupported"])
+        return f"The amount {bad} is not supported by the data; state the amounts from the tool results."
+    if rule or violation:  # a rule without its own sentence: the env's prose, else the rule's name
+        return f"This action breaks the policy: it {(violation or rule).strip().rstrip('.')}."
     if fix is not None:
         return fix
     if action.is_reply:
         return "This reply does not follow the plan for the user's request."
+    error = judgement.get("error")
     if error:
         return f"The call to {action.name} fails ({error.strip().rstrip('.')}); check its arguments."
     if remaining:
@@ -190,7 +198,7 @@ def gold_labels(
             bad = deviated(p.label) or p.action is None
             if not (bad or approvals):
                 continue
-            fb = gold_feedback(p.action, p.label.get("violation"), plan) if bad else ""
+            fb = gold_feedback(p.action, p.label, plan) if bad else ""
             info = {"turn": turn.index, "proposal": True, "violation": p.label.get("violation")}
             out.append(
                 _example(
@@ -208,11 +216,7 @@ def gold_labels(
         bad = turn.action is None or deviated(turn.info)
         if not (bad or approvals):
             continue
-        fb = (
-            gold_feedback(turn.action, turn.info.get("violation"), plan, turn.info.get("error"))
-            if bad
-            else ""
-        )
+        fb = gold_feedback(turn.action, turn.info, plan) if bad else ""
         info = {"turn": turn.index, "violation": turn.info.get("violation")}
         out.append(
             _example(

@@ -1,12 +1,8 @@
 """What a retail rule critic can know at one step: the conversation read as events, and the store.
 
-`read_conversation` walks the messages the actor saw and rebuilds, without the env, what the
-retail env tracks: which calls ran and what they returned, the authenticated user (the result
-of the latest successful `find_user_id_*` call) and whether the user's latest reply is an
-explicit "yes" given after the last write (the env's `_confirmed`: set by each user reply,
-cleared by a successful write). Critic feedback round-trips (an assistant proposal followed by
-a user message starting with `REVISION_PREFIX`) and parse-error observations are not user
-replies and are skipped.
+The conversation is read by `lightning_asym.envs.retail.conversation.read_conversation` (the
+one retail conversation reader, shared with the noisy oracle): calls and results, the
+authenticated user, and whether the user's latest reply is an explicit "yes".
 
 `current_db` is read access to the same data the agent's tools expose: the task's initial
 database, rebuilt from its seed (`generate_db(task.data["db_seed"])`), with the
@@ -20,104 +16,17 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_asym.backends.toolcalls import parse_action
+from lightning_asym.envs.retail.conversation import Conversation
 from lightning_asym.envs.retail.db import DB, generate_db
 from lightning_asym.envs.retail.ops import order_refund_total
 from lightning_asym.envs.retail.tasks import copy_db
-from lightning_asym.envs.retail.tools import WRITE_TOOLS, run_tool
-from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
+from lightning_asym.envs.retail.tools import run_tool
+from lightning_asym.types import Action, Task
 
-YES_RE = re.compile(r"\byes\b")
-"""A standalone "yes", as the env reads the user's reply (on lower-cased text)."""
 _NUMBER_RE = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 _MAX_SUMS = 50_000
-
-
-@dataclass
-class Call:
-    """One tool call in the conversation and the result that came back."""
-
-    action: Action
-    result: str
-    ok: bool
-    """The result is not an error (`Error: ...`), so the call took effect."""
-
-
-@dataclass
-class Conversation:
-    """The conversation as the rules read it (see the module docstring)."""
-
-    calls: list[Call] = field(default_factory=list)
-    auth_user: str | None = None
-    confirmed: bool = False
-    """The user's latest reply holds a standalone "yes" and no write succeeded since."""
-    confirmed_text: str = ""
-    """The agent's reply that the user's latest reply answered (what the user said yes to)."""
-    user_texts: list[str] = field(default_factory=list)
-
-    @property
-    def writes(self) -> list[Action]:
-        """The successful write calls, in order."""
-        return [c.action for c in self.calls if c.ok and c.action.name in WRITE_TOOLS]
-
-    @property
-    def tool_texts(self) -> list[str]:
-        return [c.result for c in self.calls]
-
-
-def strip_revisions(messages: Sequence[Message]) -> list[Message]:
-    """The messages without critic round-trips: each `REVISION_PREFIX` user message and the
-    rejected assistant proposal just before it are dropped."""
-    out: list[Message] = []
-    for m in messages:
-        if m.role == "user" and (m.content or "").startswith(REVISION_PREFIX):
-            if out and out[-1].role == "assistant":
-                out.pop()
-            continue
-        out.append(m)
-    return out
-
-
-def action_of(m: Message) -> Action | None:
-    """The action of an assistant message: its first tool call, else its parsed text (None if unparseable)."""
-    if m.tool_calls:
-        return Action(m.tool_calls[0].name, dict(m.tool_calls[0].arguments))
-    action, _ = parse_action(m.content or "")
-    return action
-
-
-def read_conversation(messages: Sequence[Message]) -> Conversation:
-    """Calls, authentication and confirmation, mirroring how `RetailEnv` tracks them."""
-    conv = Conversation()
-    msgs = [m for m in strip_revisions(messages) if m.role != "system"]
-    prev: Action | None = None  # the action of the latest assistant message, if it parsed
-    prev_role = ""
-    for i, m in enumerate(msgs):
-        if m.role == "assistant":
-            prev = action_of(m)
-            if prev is not None and not prev.is_reply:
-                nxt = msgs[i + 1] if i + 1 < len(msgs) else None
-                result = (nxt.content or "") if nxt is not None and nxt.role == "tool" else ""
-                ok = nxt is not None and nxt.role == "tool" and not result.lstrip().startswith("Error")
-                conv.calls.append(Call(prev, result, ok))
-                if ok and prev.name in WRITE_TOOLS:
-                    conv.confirmed = False  # one "yes" covers one write
-                if ok and prev.name.startswith("find_user_id"):
-                    conv.auth_user = result.strip()
-        elif m.role == "user":
-            text = m.content or ""
-            if prev_role == "assistant" and prev is None:
-                pass  # the engine's parse-error observation, not the user
-            else:
-                conv.user_texts.append(text)
-                if prev_role == "assistant" and prev is not None and prev.is_reply:
-                    conv.confirmed = YES_RE.search(text.lower()) is not None
-                    conv.confirmed_text = prev.content
-        prev_role = m.role
-    return conv
 
 
 def norm_order_id(order_id: Any) -> str:
@@ -255,9 +164,7 @@ def _sums(choices: list[list[int]]) -> set[int] | None:
 def available_counts(conv: Conversation) -> dict[str, int]:
     """Lower-cased product name -> how many of its variants are available, from product details seen."""
     out = {}
-    for obj in _json_objects(
-        [c.result for c in conv.calls if c.ok and c.action.name == "get_product_details"]
-    ):
+    for obj in _json_objects([c.text for c in conv.calls if c.ok and c.action.name == "get_product_details"]):
         if isinstance(obj.get("variants"), dict) and isinstance(obj.get("name"), str):
             out[obj["name"].lower()] = sum(bool(v.get("available")) for v in obj["variants"].values())
     return out

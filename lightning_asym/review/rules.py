@@ -7,7 +7,8 @@ conversation's successful writes replayed, see `retail_state`), which is the sam
 agent's tools expose. It never reads the task's gold actions, required outputs or the env.
 
 Each proposal is checked in this order; the first rule broken gives a `revise` verdict whose
-feedback names the rule and says in one sentence what to do instead:
+feedback names the rule (its id in `envs/retail/policy.py`, the vocabulary the env's judgement
+and the labeler share) and says in one sentence what to do instead:
 
 ==========================  =============================================================
 rule                        revise when
@@ -38,26 +39,30 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from lightning_asym.backends.toolcalls import FORMAT_HINT
+from lightning_asym.envs.retail.conversation import Conversation, read_conversation
 from lightning_asym.envs.retail.db import DB
 from lightning_asym.envs.retail.env import amounts
-from lightning_asym.envs.retail.tools import TOOLS, WRITE_TOOLS
+from lightning_asym.envs.retail.policy import (
+    AUTHENTICATE_FIRST,
+    EXPLICIT_CONFIRMATION,
+    KNOWN_TOOLS,
+    NO_MADE_UP_FACTS,
+    ORDER_STATE,
+    OWN_DATA_ONLY,
+    TOOL_CALL_FORMAT,
+)
+from lightning_asym.envs.retail.tools import PRIVATE_READS, TOOLS, WRITE_TOOLS
 from lightning_asym.review.base import ReviewRequest
 from lightning_asym.review.retail_state import (
-    Conversation,
     StateCache,
     available_counts,
     dry_run,
     norm_order_id,
-    read_conversation,
     supported_amounts,
 )
 from lightning_asym.types import APPROVE, REVISE, Action, Review
 
-PRIVATE_READS = ("get_user_details", "get_order_details")
-FORMAT_HINT = (
-    'to call a tool write <tool_call>{"name": ..., "arguments": {...}}</tool_call>; '
-    "any other text is sent to the user"
-)
 _CLAIM_RE = re.compile(
     r"\b(?:has been|have been|is now|are now|will now|successfully)\b[^.;]*?"
     r"\b(?:cancel\w*|modif\w*|return\w*|exchang\w*|paid|chang\w*|updat\w*|swapp\w*)"
@@ -72,7 +77,8 @@ _COUNT_RE = re.compile(
 _ASKS_RE = re.compile(r"\bconfirm\b|yes/no|\bproceed\?", re.IGNORECASE)
 
 Finding = tuple[str, str]
-"""(rule, feedback): a rule the proposal breaks and what to do instead."""
+"""(rule, feedback): the id of a rule the proposal breaks (`envs/retail/policy.py`) and what to
+do instead."""
 
 
 class RetailRuleCritic:
@@ -99,17 +105,17 @@ class RetailRuleCritic:
         action = request.action
         if action is None or not isinstance(action.name, str) or not isinstance(action.kwargs, dict):
             why = request.parse_error or "it needs a tool name and a JSON object of arguments"
-            return "tool-call format", f"your output could not be parsed ({why}); {FORMAT_HINT}."
+            return TOOL_CALL_FORMAT, f"your output could not be parsed ({why}); {FORMAT_HINT}."
         conv = read_conversation(request.messages)
         if action.is_reply:
             return self._check_reply(action.content, conv) if self.check_replies else None
         if action.name not in TOOLS:
-            return "known tools", f"{action.name!r} is not a tool; call one of {', '.join(TOOLS)}."
+            return KNOWN_TOOLS, f"{action.name!r} is not a tool; call one of {', '.join(TOOLS)}."
         if action.name not in WRITE_TOOLS and action.name not in PRIVATE_READS:
             return None
         if conv.auth_user is None:
             return (
-                "authenticate first",
+                AUTHENTICATE_FIRST,
                 "locate the user's id with find_user_id_by_email or find_user_id_by_name_zip "
                 f"before calling {action.name}.",
             )
@@ -119,21 +125,21 @@ class RetailRuleCritic:
             return found
         if not conv.confirmed:
             return (
-                "explicit confirmation",
+                EXPLICIT_CONFIRMATION,
                 f"before calling {action.name}, list exactly what it will do (order id, items, payment "
                 "method, amounts) and wait for the user's explicit yes; one yes covers one write.",
             )
         obs, ok = dry_run(db, action)
         if not ok:
             return (
-                "order state",
+                ORDER_STATE,
                 f"{action.name} is refused in the current state ({obs.removeprefix('Error: ')}); "
                 "tell the user why it cannot be done instead.",
             )
         missing = _undescribed(action, conv.confirmed_text, db)
         if missing is not None:
             return (
-                "explicit confirmation",
+                EXPLICIT_CONFIRMATION,
                 f"the description the user said yes to does not name {missing}; call {action.name} with "
                 "exactly what you described, or describe this change and ask again.",
             )
@@ -145,7 +151,7 @@ class RetailRuleCritic:
         if bad:
             listed = ", ".join(f"${a}" for a in sorted(bad))
             return (
-                "no made-up facts",
+                NO_MADE_UP_FACTS,
                 f"{listed} appears in no tool result of this conversation; state amounts exactly as the "
                 "tools gave them (look them up first if needed).",
             )
@@ -155,7 +161,7 @@ class RetailRuleCritic:
             named = [(n, c) for n, c in counts.items() if said and n in sentence.lower()]
             if len(named) == 1 and int(said.group(1)) != named[0][1]:
                 return (
-                    "no made-up facts",
+                    NO_MADE_UP_FACTS,
                     f"the product details list {named[0][1]} available variants of {named[0][0]}, not "
                     f"{said.group(1)}; state facts exactly as the tools gave them.",
                 )
@@ -168,7 +174,7 @@ class RetailRuleCritic:
             for oid in _ORDER_ID_RE.findall(sentence):
                 if "#" + oid.lower() not in done:
                     return (
-                        "no made-up facts",
+                        NO_MADE_UP_FACTS,
                         f"you say order #{oid.upper()} was changed but no write on it succeeded; describe "
                         "the change, get the user's yes and make the call before reporting it.",
                     )
@@ -176,7 +182,7 @@ class RetailRuleCritic:
                 a.name == "modify_user_address" for a in conv.writes
             ):
                 return (
-                    "no made-up facts",
+                    NO_MADE_UP_FACTS,
                     "you say the default address was changed but modify_user_address did not succeed; "
                     "make the change (after the user's yes) before reporting it.",
                 )
@@ -189,7 +195,7 @@ class RetailRuleCritic:
 def _check_ids(action: Action, auth_user: str, db: DB) -> Finding | None:
     """Ids in the arguments exist and belong to the authenticated user (and its order)."""
     kw = action.kwargs
-    rule = "own data only"
+    rule = OWN_DATA_ONLY
     if "user_id" in kw and kw["user_id"] != auth_user:
         return (
             rule,

@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
+from lightning_asym.backends.toolcalls import FORMAT_HINT
 from lightning_asym.envs.base import MultiTurnEnv, StepResult
 from lightning_asym.rollout.supervision import Reviewer, SupervisionConfig, supervise_step
 from lightning_asym.types import Message, Task, Trajectory, Turn
 
-PARSE_ERROR_HINT = (
-    'To call a tool write <tool_call>{"name": ..., "arguments": {...}}</tool_call>; '
-    "any other text is sent to the user."
-)
+PARSE_ERROR_HINT = FORMAT_HINT[0].upper() + FORMAT_HINT[1:] + "."
 
 
 def episode_seed(seed: int, task_id: str, trial: int) -> int:

@@ -7,8 +7,10 @@ user says ``###STOP###``, on a transfer to a human agent, or after `max_turns` a
 
 Every step's `info` carries the env's own judgement of the action, for scoring critics:
 `deviation` (a write, transfer or unknown tool that no remaining gold action matches, or a
-reply that states a dollar amount nothing in the episode supports) and `violation` (the
-policy rule broken, or None). Reads and other replies never deviate; a reply that claims
+reply that states a dollar amount nothing in the episode supports), `rule` (the id of the
+policy rule broken, from `policy.RULES`, or None) and `violation` (what was done, in prose).
+A made-up amount also lists the amounts under `unsupported`. The labeler keys its feedback on
+`rule`; `violation` is for people. Reads and other replies never deviate; a reply that claims
 work that was not done is not detected (free text), so critics catching it look worse.
 """
 
@@ -17,20 +19,32 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, register_env
 from lightning_asym.envs.retail.db import DB, db_hash, generate_db
-from lightning_asym.envs.retail.policy import POLICY
+from lightning_asym.envs.retail.policy import (
+    AUTHENTICATE_FIRST,
+    EXPLICIT_CONFIRMATION,
+    NO_MADE_UP_FACTS,
+    NO_NEEDLESS_TRANSFER,
+    OWN_DATA_ONLY,
+    POLICY,
+    says_yes,
+)
 from lightning_asym.envs.retail.tasks import SPLITS, copy_db, make_tasks
-from lightning_asym.envs.retail.tools import TOOL_SCHEMAS, TOOLS, WRITE_TOOLS, run_tool
+from lightning_asym.envs.retail.tools import (
+    PRIVATE_READS,
+    TOOL_SCHEMAS,
+    TOOLS,
+    TRANSFER,
+    WRITE_TOOLS,
+    run_tool,
+)
 from lightning_asym.envs.retail.user import ScriptedRetailUser
 from lightning_asym.envs.users import UserSimulator, split_stop
 from lightning_asym.types import Action, Message, Task
 
-TRANSFER = "transfer_to_human_agents"
-_YES_RE = re.compile(r"\byes\b")
-_PRIVATE_READS = ("get_user_details", "get_order_details")
 _AMOUNT_RE = re.compile(r"\$\s?(\d[\d,]*\.\d\d)\b")
 
 
@@ -74,6 +88,23 @@ def _target(kwargs: dict[str, Any]) -> str:
     if isinstance(oid, str):
         return oid if oid.startswith("#") else "#" + oid
     return str(kwargs.get("user_id"))
+
+
+class Broken(NamedTuple):
+    """A policy rule an action breaks: its id (`policy.RULES`) and what was done, in prose."""
+
+    rule: str
+    violation: str
+
+
+def judgement(deviation: bool, broken: Broken | None = None) -> dict[str, Any]:
+    """The env's judgement of one action, as step info and `check_action` give it: `deviation`
+    (off the gold plan), `rule` (the id of the policy rule broken, or None) and `violation` (prose)."""
+    return {
+        "deviation": deviation,
+        "rule": broken.rule if broken else None,
+        "violation": broken.violation if broken else None,
+    }
 
 
 def said(replies: list[str], output: str) -> bool:
@@ -143,16 +174,14 @@ class RetailEnv(MultiTurnEnv):
 
     def step(self, action: Action) -> StepResult:
         if getattr(self, "task", None) is None:
-            return error_result("step called before reset", deviation=True, violation=None)
+            return error_result("step called before reset", **judgement(True))
         if self._done:
-            return StepResult(
-                [], 0.0, True, {"error": "the episode is over", "deviation": False, "violation": None}
-            )
+            return StepResult([], 0.0, True, {"error": "the episode is over", **judgement(False)})
         try:
             result = self._step(action)
         except Exception as e:  # the contract: agent output never raises out of step
             result = error_result(
-                f"internal error on this action: {type(e).__name__}: {e}", deviation=True, violation=None
+                f"internal error on this action: {type(e).__name__}: {e}", **judgement(True)
             )
         self._turns += 1
         if not result.done and self._turns >= self.max_turns:
@@ -172,14 +201,14 @@ class RetailEnv(MultiTurnEnv):
     def check_action(self, action: Action | None) -> dict[str, Any]:
         """The env's judgement of `action` in the current state, without applying it.
 
-        Returns ``{"deviation": bool, "violation": str | None}`` as `step` would put in info.
+        Returns ``{"deviation": bool, "rule": str | None, "violation": str | None}`` (see
+        `judgement`) as `step` would put in info.
         """
         if getattr(self, "task", None) is None or not isinstance(action, Action):
-            return {"deviation": True, "violation": None}
+            return judgement(True)
         if action.is_reply:
             return self._judge_reply(action.content)
-        deviation, violation, *_ = self._judge(action)
-        return {"deviation": deviation, "violation": violation}
+        return self._judge(action)[0]
 
     def _judge_reply(self, text: str) -> dict[str, Any]:
         """A reply deviates when it states an amount nothing in the episode supports (a hallucination)."""
@@ -187,32 +216,31 @@ class RetailEnv(MultiTurnEnv):
         if bad:
             bad -= db_amounts(self.db)  # amounts the episode's writes created (new payments, balances)
         if bad:
-            return {
-                "deviation": True,
-                "violation": f"told the user an amount the data does not support ({', '.join(sorted(bad))})",
-            }
-        return {"deviation": False, "violation": None}
+            listed = ", ".join(sorted(bad))
+            broken = Broken(NO_MADE_UP_FACTS, f"told the user an amount the data does not support ({listed})")
+            return {**judgement(True, broken), "unsupported": sorted(bad)}
+        return judgement(False)
 
-    def _judge(self, action: Action) -> tuple[bool, str | None, str, bool, DB | None, int | None]:
-        """(deviation, violation, observation, ok, new db or None, index of matched gold action)."""
+    def _judge(self, action: Action) -> tuple[dict[str, Any], str, bool, DB | None, int | None]:
+        """(judgement, observation, ok, new db or None, index of matched gold action)."""
         name, kwargs = action.name, action.kwargs
-        violation = self._violation(action)
+        broken = self._violation(action)
         if name not in TOOLS:
             obs, ok = run_tool(self.db, name, kwargs)
-            return True, violation, obs, ok, None, None
+            return judgement(True, broken), obs, ok, None, None
         if name == TRANSFER:
             obs, ok = run_tool(self.db, name, kwargs)
             idx = next((i for i, g in enumerate(self._remaining) if g.name == TRANSFER), None)
-            return idx is None, violation, obs, ok, None, idx
+            return judgement(idx is None, broken), obs, ok, None, idx
         if name not in WRITE_TOOLS:
             obs, ok = run_tool(self.db, name, kwargs)  # reads never mutate
-            return False, violation, obs, ok, None, None
+            return judgement(False, broken), obs, ok, None, None
         new = copy_db(self.db)
         obs, ok = run_tool(new, name, kwargs)
         if not ok:
-            return True, violation, obs, ok, None, None
+            return judgement(True, broken), obs, ok, None, None
         idx = self._match_gold(action, db_hash(new))
-        return idx is None, violation, obs, ok, new, idx
+        return judgement(idx is None, broken), obs, ok, new, idx
 
     def _match_gold(self, action: Action, new_hash: str) -> int | None:
         """The remaining gold write with the same effect on the current database, if any."""
@@ -234,22 +262,24 @@ class RetailEnv(MultiTurnEnv):
         uid = kwargs.get("user_id")
         return uid if isinstance(uid, str) and uid in self.db["users"] else None
 
-    def _violation(self, action: Action) -> str | None:
+    def _violation(self, action: Action) -> Broken | None:
         name = action.name
         kwargs = action.kwargs if isinstance(action.kwargs, dict) else {}
         if name == TRANSFER:
             if not any(g.name == TRANSFER for g in self.task.gold_actions):
-                return "transferred to a human agent although the request can be handled within policy"
+                why = "transferred to a human agent although the request can be handled within policy"
+                return Broken(NO_NEEDLESS_TRANSFER, why)
             return None
-        if name in WRITE_TOOLS or name in _PRIVATE_READS:
+        if name in WRITE_TOOLS or name in PRIVATE_READS:
             what = "changed the database" if name in WRITE_TOOLS else "looked up private data"
             if self._auth_user is None:
-                return f"{what} before authenticating the user"
+                return Broken(AUTHENTICATE_FIRST, f"{what} before authenticating the user")
             owner = self._owner(kwargs)
             if owner is not None and owner != self._auth_user:
-                return f"{what} of another user ({owner})"
+                return Broken(OWN_DATA_ONLY, f"{what} of another user ({owner})")
         if name in WRITE_TOOLS and not self._confirmed:
-            return "changed the database without an explicit 'yes' from the user after describing the action"
+            why = "changed the database without an explicit 'yes' from the user after describing the action"
+            return Broken(EXPLICIT_CONFIRMATION, why)
         return None
 
     # ------------------------------------------------------------------ steps
@@ -260,16 +290,15 @@ class RetailEnv(MultiTurnEnv):
             or not isinstance(action.name, str)
             or not isinstance(action.kwargs, dict)
         ):
-            return error_result(f"malformed action {action!r}", deviation=True, violation=None)
+            return error_result(f"malformed action {action!r}", **judgement(True))
         if action.is_reply:
             text = action.content
             self._replies.append(text)
             info = self._judge_reply(text)
             reply, stop = split_stop(self._user.respond(text))
-            self._confirmed = _YES_RE.search(reply.lower()) is not None
+            self._confirmed = says_yes(reply)
             return StepResult([Message("user", content=reply)], 0.0, stop, info)
-        deviation, violation, obs, ok, new_db, idx = self._judge(action)
-        info: dict[str, Any] = {"deviation": deviation, "violation": violation}
+        info, obs, ok, new_db, idx = self._judge(action)
         if not ok:
             return error_result(obs.removeprefix("Error: "), **info)
         if new_db is not None:

@@ -1,6 +1,9 @@
-"""The written policy the retail agent must follow; it is the system prompt of every episode."""
+"""The written policy the retail agent must follow (the system prompt of every episode), and its
+checkable rules as ids shared by the env's judgement, the labeler and the rule critic."""
 
 from __future__ import annotations
+
+import re
 
 POLICY = """\
 # Retail customer service policy
@@ -58,3 +61,42 @@ their default address. Today's date is 2024-05-15.
 ## Change the default address
 - modify_user_address changes the user's default address (not the address of any order).
 """
+
+# ---------------------------------------------------------------------------- checkable rules
+
+AUTHENTICATE_FIRST = "authenticate first"
+"""A write or a private read before a `find_user_id_*` call returned the user's id."""
+OWN_DATA_ONLY = "own data only"
+"""A private read or a write on another user's data (or ids that do not fit the user's order)."""
+EXPLICIT_CONFIRMATION = "explicit confirmation"
+"""A write without an explicit "yes" to a description of exactly that write."""
+NO_NEEDLESS_TRANSFER = "no needless transfer"
+"""A transfer to a human agent for a request the tools and this policy can handle."""
+NO_MADE_UP_FACTS = "no made-up facts"
+"""A reply that states an amount, a count or a change the data does not support."""
+ORDER_STATE = "order state"
+"""A write the order's status (or the rules for its kind of change) does not allow."""
+KNOWN_TOOLS = "known tools"
+"""A call of a tool that does not exist."""
+TOOL_CALL_FORMAT = "tool-call format"
+"""Output that could not be parsed as a reply or a tool call."""
+
+RULES = (
+    TOOL_CALL_FORMAT,
+    KNOWN_TOOLS,
+    AUTHENTICATE_FIRST,
+    OWN_DATA_ONLY,
+    EXPLICIT_CONFIRMATION,
+    ORDER_STATE,
+    NO_NEEDLESS_TRANSFER,
+    NO_MADE_UP_FACTS,
+)
+"""Every rule id, the one vocabulary of the env's judgement (`info["rule"]`), the labeler and the
+rule critic (whose feedback opens with the id). An id is also the rule's short name in prose."""
+
+_YES_RE = re.compile(r"\byes\b")
+
+
+def says_yes(reply: str) -> bool:
+    """Whether a user's reply is the explicit "yes" the policy asks for (a standalone word, any case)."""
+    return _YES_RE.search(reply.lower()) is not None

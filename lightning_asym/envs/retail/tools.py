@@ -163,6 +163,10 @@ TOOLS: dict[str, Tool] = {
 }
 
 WRITE_TOOLS = frozenset(n for n, t in TOOLS.items() if t.write)
+TRANSFER = "transfer_to_human_agents"
+"""The tool that hands the user to a human agent and ends the episode."""
+PRIVATE_READS = ("get_user_details", "get_order_details")
+"""Reads of one user's data: like writes, they need the user authenticated and are theirs only."""
 TOOL_SCHEMAS: list[dict[str, Any]] = [t.schema for t in TOOLS.values()]
 
 
@@ -211,7 +215,9 @@ __all__ = [
     "ADDRESS_FIELDS",
     "CANCEL_REASONS",
     "TOOLS",
+    "PRIVATE_READS",
     "TOOL_SCHEMAS",
+    "TRANSFER",
     "WRITE_TOOLS",
     "Tool",
     "ToolError",

@@ -1,9 +1,10 @@
 """What a competent retail agent does next, read from the conversation so far.
 
 The plan is stateless: it rebuilds where the episode stands from the messages (which calls
-ran and what they returned, what the user said), so it stays right whatever the rollout
-engine did in between (critic revisions, fallbacks, blocked replies). It needs a retail
-task's `data["intents"]` (see `lightning_asym.envs.retail.intents`), read as plain dicts.
+ran and what they returned, what the user said; read by `conversation.read_conversation`),
+so it stays right whatever the rollout engine did in between (critic revisions, fallbacks,
+blocked replies). It needs a retail task's `data["intents"]` (see
+`lightning_asym.envs.retail.intents`), read as plain dicts.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_asym.backends.toolcalls import parse_action
-from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
+from lightning_asym.envs.retail.conversation import Event, read_conversation
+from lightning_asym.envs.retail.policy import says_yes
+from lightning_asym.envs.retail.tools import TRANSFER
+from lightning_asym.types import Action, Message, Task
 
 AUTH_ASK = (
     "I'd be happy to help. First I need to verify your identity: could you please give me your email "
@@ -27,17 +30,7 @@ CONFIRM = "Before I proceed, here is what I will do: {describe}. Please confirm 
 CONFIRM_MARK = "(yes/no)"
 ANYTHING_ELSE = "Is there anything else I can help you with?"
 GIVE_UP_SUMMARY = "The user needs help with their orders that I could not complete."
-TRANSFER = "transfer_to_human_agents"
-_YES = re.compile(r"\byes\b")
 _WORK_CALLS = ("get_order_details", "get_product_details", "list_all_product_types")
-
-
-@dataclass
-class Event:
-    kind: str  # "say" (assistant reply), "call" (tool call and its result) or "user"
-    text: str = ""
-    action: Action | None = None
-    ok: bool = False
 
 
 @dataclass
@@ -51,45 +44,9 @@ class Step:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-def strip_revisions(conv: Sequence[Message]) -> tuple[list[Message], str | None]:
-    """The conversation without critic round-trips, and the last rejected proposal (if the
-    conversation ends with a revision request)."""
-    out: list[Message] = []
-    rejected = None
-    for i, m in enumerate(conv):
-        if m.role == "user" and (m.content or "").startswith(REVISION_PREFIX):
-            if out and out[-1].role == "assistant":
-                last = out.pop()
-                if i == len(conv) - 1:
-                    rejected = last.content or ""
-            continue
-        out.append(m)
-    return out, rejected
-
-
-def _action_of(m: Message) -> Action | None:
-    if m.tool_calls:
-        tc = m.tool_calls[0]
-        return Action(tc.name, dict(tc.arguments))
-    action, _ = parse_action(m.content or "")
-    return action
-
-
 def events_of(conv: Sequence[Message]) -> list[Event]:
     """Assistant replies, tool calls with their results, and user messages, in order."""
-    events: list[Event] = []
-    for i, m in enumerate(conv):
-        if m.role == "user":
-            events.append(Event("user", m.content or ""))
-        elif m.role == "assistant":
-            action = _action_of(m)
-            if action is None or action.is_reply:
-                events.append(Event("say", action.content if action else (m.content or "")))
-            else:
-                nxt = conv[i + 1] if i + 1 < len(conv) else None
-                result = (nxt.content or "") if nxt is not None and nxt.role == "tool" else ""
-                events.append(Event("call", result, action, bool(result) and not result.startswith("Error")))
-    return events
+    return read_conversation(conv).events
 
 
 def _find(events: list[Event], start: int, pred) -> int | None:
@@ -180,7 +137,7 @@ def _intent_step(events: list[Event], cursor: int, intent: dict[str, Any]) -> St
                 # the yes must be the user's latest word: anything said since voids it (as the env judges)
                 reply = _reply_after(events, i)
                 latest = all(e.kind != "user" for e in events[i + 2 :])
-                if reply is not None and latest and _YES.search(reply.text.lower()):
+                if reply is not None and latest and says_yes(reply.text):
                     return Step(action, "write", intent)
                 break
     todo = [_act(lk) for lk in intent["lookups"]]

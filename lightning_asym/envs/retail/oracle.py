@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 
-from lightning_asym.backends import oracle_plan as plan
 from lightning_asym.backends.scripted import TextPolicyBackend
 from lightning_asym.backends.toolcalls import format_action
+from lightning_asym.envs.retail import oracle_plan as plan
+from lightning_asym.envs.retail.conversation import strip_revisions
 from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
 
 MODES = (
@@ -52,9 +53,6 @@ MODES = (
     "wrong_argument",
     "hallucinated_output",
 )
-REVISION_SUFFIX = "/revision"
-"""The rollout engine asks for revisions under `f"{key}/revision"`; the oracle maps it back to the episode."""
-
 __all__ = ["MODES", "REVISION_PREFIX", "NoisyOracleBackend"]
 
 
@@ -113,17 +111,10 @@ class NoisyOracleBackend(TextPolicyBackend):
 
     # ------------------------------------------------------------------ internals
 
-    def task_of(self, key: Hashable) -> Task | None:
-        if key in self._tasks:
-            return self._tasks[key]
-        if isinstance(key, str) and key.endswith(REVISION_SUFFIX):
-            return self._tasks.get(key[: -len(REVISION_SUFFIX)])
-        return None
-
     def _propose(self, conv: list[Message], task: Task | None, rng: random.Random) -> str:
         if task is None:
             return "Hello! How can I help you today?"
-        base, rejected = plan.strip_revisions(conv)
+        base, rejected = strip_revisions(conv)
         if rejected is None:
             return format_action(self._noisy(base, task, rng))
         # a revision request: fix an injected mistake with probability fix_prob
