@@ -17,8 +17,9 @@ stops and names the line instead of deleting it.
 
 At the end of `predict`, rank zero reads every rank's finished examples and writes the
 derived files `output_dir/train.jsonl` and `output_dir/validation.jsonl` (deduplicated,
-split by task, balanced; see `balance.prepare`) and `summary.json`: the directory's only
-`*.jsonl` files, which is what critic fine-tuning reads. The shards are the source of truth;
+split by task, balanced; see `balance.prepare`), `output_dir/inloop.jsonl` when in-loop tasks
+were played (`datagen.inloop`: unbalanced, for threshold calibration) and `summary.json`: the
+directory's only `*.jsonl` files, which is what critic fine-tuning reads. The shards are the source of truth;
 the derived files are rebuilt on each run.
 """
 
@@ -30,6 +31,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_asym.datagen.balance import prepare
+from lightning_asym.datagen.inloop import INLOOP
 from lightning_asym.datagen.selfplay import TaskResult
 from lightning_asym.errors import UserError
-from lightning_asym.types import CriticExample, from_dict, to_dict, write_jsonl
+from lightning_asym.types import REVISE, CriticExample, from_dict, to_dict, write_jsonl
 
 _SHARD = re.compile(r"^(examples|done)\.rank(\d+)\.jsonl$")
 
@@ -278,24 +281,44 @@ class CriticExampleWriter(BasePredictionWriter):
         return sorted(out, key=lambda ex: ex.task_id)
 
     def build_splits(self) -> dict[str, Any]:
-        """Write `train.jsonl`, `validation.jsonl` and `summary.json` from the shards."""
+        """Write `train.jsonl`, `validation.jsonl`, `inloop.jsonl` (when in-loop tasks were played)
+        and `summary.json` from the shards. In-loop examples skip `prepare`: no dedupe, no
+        balancing, their natural rate is the point (`datagen.inloop`)."""
         done = self.load_ledgers()
+        examples = self.read_examples()
         splits, summary = prepare(
-            self.read_examples(), val_fraction=self.val_fraction, max_ratio=self.max_ratio, seed=self.seed
+            [ex for ex in examples if ex.source != INLOOP],
+            val_fraction=self.val_fraction,
+            max_ratio=self.max_ratio,
+            seed=self.seed,
         )
-        for name, examples in splits.items():
+        inloop = [replace(ex, split=INLOOP) for ex in examples if ex.source == INLOOP]
+        if inloop:
+            splits[INLOOP] = inloop
+            revise = sum(ex.verdict == REVISE for ex in inloop)
+            summary[INLOOP] = {
+                "examples": len(inloop),
+                "tasks": len({ex.task_id for ex in inloop}),
+                "revise": revise,
+                "revise_rate": round(revise / len(inloop), 4),
+            }
+        for name, part in splits.items():
             path = self.output_dir / f"{name}.jsonl"
             tmp = path.with_name(path.name + ".tmp")
             tmp.unlink(missing_ok=True)
-            write_jsonl(tmp, examples)
+            write_jsonl(tmp, part)
             os.replace(tmp, path)  # derived files are rebuilt whole, never half-written
-        hard = sum(bool(d.get("hard")) for d in done.values())
+        mined = [d for d in done.values() if not d.get(INLOOP)]
+        hard = sum(bool(d.get("hard")) for d in mined)
         summary = {
-            "tasks": len(done),
+            "tasks": len(mined),
             "hard_tasks": hard,
-            "hard_rate": round(hard / len(done), 4) if done else 0.0,
-            "pass_rate": round(sum(d["pass_rate"] for d in done.values()) / len(done), 4) if done else 0.0,
+            "hard_rate": round(hard / len(mined), 4) if mined else 0.0,
+            "pass_rate": round(sum(d["pass_rate"] for d in mined) / len(mined), 4) if mined else 0.0,
             **summary,
         }
+        if inloop:
+            runs = [d for d in done.values() if d.get(INLOOP)]
+            summary[INLOOP]["pass_rate"] = round(sum(d["pass_rate"] for d in runs) / len(runs), 4)
         (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary

@@ -2,7 +2,9 @@
 
 `predict_dataloader` yields lists of `Task`. It leaves out the tasks that the trainer's
 `CriticExampleWriter` finds in its ledgers (finished by an earlier run), then gives each
-rank every `world_size`-th remaining task, so ranks never play the same task.
+rank every `world_size`-th remaining task, so ranks never play the same task. With
+`inloop_split`, the tasks of that split follow the training tasks: `CriticDataGen` plays them
+for the unbalanced in-loop split (`datagen.inloop`) instead of mining and labelling them.
 """
 
 from __future__ import annotations
@@ -48,23 +50,57 @@ class CriticTaskData(LightningDataModule):
         split: the task split to generate data from (`train`: never evaluate on it).
         num_tasks: use only the first N tasks of the split (None = all).
         batch_size: tasks per `predict_step` (each played `trials` times in one batch).
+        inloop_split: also play the tasks of this split (e.g. `validation`) for the in-loop
+            calibration split `inloop.jsonl` (null: none). Never the training split.
+        inloop_tasks: use only the first N tasks of `inloop_split` (None = all).
     """
 
     def __init__(
-        self, env: MultiTurnEnv, split: str = "train", num_tasks: int | None = None, batch_size: int = 8
+        self,
+        env: MultiTurnEnv,
+        split: str = "train",
+        num_tasks: int | None = None,
+        batch_size: int = 8,
+        inloop_split: str | None = None,
+        inloop_tasks: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if num_tasks is not None and num_tasks < 1:
             raise ValueError(f"data.num_tasks must be >= 1 or null (all tasks), got {num_tasks}")
+        if inloop_tasks is not None and inloop_tasks < 1:
+            raise ValueError(f"data.inloop_tasks must be >= 1 or null (all tasks), got {inloop_tasks}")
+        if inloop_split is not None and inloop_split == split:
+            raise ValueError(
+                f"data.inloop_split must differ from data.split ({split!r}): the in-loop split measures "
+                "the critic on tasks it was not trained on; use e.g. validation"
+            )
         self.env, self.split, self.num_tasks, self.batch_size = env, split, num_tasks, batch_size
+        self.inloop_split, self.inloop_tasks = inloop_split, inloop_tasks
+        self.inloop_ids: set[str] = set()
+        """Ids of the tasks to play for the in-loop split (filled by `tasks()`)."""
+
+    def _split_tasks(self, split: str, n: int | None, key: str) -> list[Task]:
+        tasks = self.env.tasks(split)
+        if not tasks:
+            raise ValueError(f"data.{key}: env {self.env.name!r} has no tasks in split {split!r}")
+        return tasks[:n] if n is not None else tasks
 
     def tasks(self) -> list[Task]:
-        tasks = self.env.tasks(self.split)
-        if not tasks:
-            raise ValueError(f"data.split: env {self.env.name!r} has no tasks in split {self.split!r}")
-        return tasks[: self.num_tasks] if self.num_tasks is not None else tasks
+        """The training tasks, then the in-loop tasks (if `inloop_split`)."""
+        tasks = self._split_tasks(self.split, self.num_tasks, "split")
+        if self.inloop_split is None:
+            return tasks
+        inloop = self._split_tasks(self.inloop_split, self.inloop_tasks, "inloop_split")
+        self.inloop_ids = {t.id for t in inloop}
+        clash = self.inloop_ids & {t.id for t in tasks}
+        if clash:
+            raise ValueError(
+                f"data.inloop_split: tasks {sorted(clash)[:3]} are in both {self.split!r} and "
+                f"{self.inloop_split!r}; the ledger keys tasks by id, so the splits need distinct ids"
+            )
+        return tasks + inloop
 
     def predict_dataloader(self) -> DataLoader:
         trainer = self.trainer
