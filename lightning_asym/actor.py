@@ -18,6 +18,7 @@ from lightning import LightningModule
 from lightning_asym import rl
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
+from lightning_asym.models import AdaptsToEnv, ModelSpec, logits_at
 from lightning_asym.types import Trajectory, Turn
 
 
@@ -51,7 +52,7 @@ class TokenBatch:
         )
 
 
-class ActorModule(LightningModule):
+class ActorModule(AdaptsToEnv, LightningModule):
     """A trainable causal LM with its generation backend.
 
     Args:
@@ -65,7 +66,8 @@ class ActorModule(LightningModule):
         kl_estimator: `k1`, `k2` or `k3` (see `rl.kl_penalty`).
         entropy_coef: weight of the entropy bonus.
         max_context: longest conversation in tokens (default: the model's limit).
-        dtype: weights dtype for loaded models.
+        dtype: weights dtype ("float32" (default), "bf16"/"bfloat16", "fp16", "auto": a directory's
+            own; see `backends.hf.resolve_dtype`).
     """
 
     def __init__(
@@ -82,23 +84,14 @@ class ActorModule(LightningModule):
     ) -> None:
         super().__init__()
         self.kl_coef, self.kl_estimator, self.entropy_coef = kl_coef, kl_estimator, entropy_coef
-        self._spec = dict(
-            model=model, tokenizer=tokenizer, sampling=sampling, max_context=max_context, dtype=dtype
-        )
-        # `tiny: {tokenizer: bpe, corpus: env}` trains the tokenizer on the env's texts in adapt_to_env()
-        self._tiny = dict(tiny or {})
-        self._corpus_from_env = self._tiny.get("corpus") == "env"
-        self._build({k: v for k, v in self._tiny.items() if k != "corpus"} if self._corpus_from_env else tiny)
+        self.spec = ModelSpec(model, tokenizer, tiny, dtype, key="actor")
+        self._sampling, self._max_context = sampling, max_context
+        self._build(None)
 
-    def _build(self, tiny: dict[str, Any] | None) -> None:
-        spec = self._spec
+    def _build(self, corpus: Sequence[str] | None) -> None:
+        model, tokenizer = self.spec.load(corpus)
         self.backend = TransformersBackend(
-            spec["model"],
-            spec["tokenizer"],
-            tiny=tiny,
-            sampling=spec["sampling"],
-            max_context=spec["max_context"],
-            dtype=spec["dtype"],
+            model, tokenizer, sampling=self._sampling, max_context=self._max_context
         )
         self.model = self.backend.model
         self.tokenizer = self.backend.tokenizer
@@ -106,12 +99,6 @@ class ActorModule(LightningModule):
         if self.kl_coef > 0:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-
-    def adapt_to_env(self, env: Any) -> None:
-        """Rebuild a tiny model whose BPE tokenizer is trained on `env.corpus()` (`tiny.corpus: env`)."""
-        if self._corpus_from_env and not getattr(self, "_adapted", False):
-            self._build({**self._tiny, "corpus": env.corpus()})
-            self._adapted = True  # once: a later stage must keep the trained weights
 
     def teacher_force(self, traj: Trajectory, tools: list[dict[str, Any]] | None) -> None:
         """Fill `prompt_ids`/`completion_ids` of a trajectory another agent played (a scripted
@@ -134,6 +121,13 @@ class ActorModule(LightningModule):
             seen = prompt + tok.decode(
                 turn.completion_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
             )
+
+    def export(self, path: Any, training: str = "") -> Any:
+        """Write the actor as a plain transformers directory with its tokenizer and a README.md
+        model card (`training`: how it was trained); see `lightning_asym.export`."""
+        from lightning_asym.export import export_actor
+
+        return export_actor(self, path, training)
 
     @torch.no_grad()
     def reset_reference(self) -> None:
@@ -207,10 +201,9 @@ class ActorModule(LightningModule):
         """Log-prob of every token given its prefix, `[B, L]` (0 at position 0), and optionally
         the policy entropy at generated positions. Logits are computed only where needed."""
         model = model or self.model
-        out = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        hidden = out.last_hidden_state[:, :-1]
         need = batch.gen_mask[:, 1:].bool()
-        logits = model.get_output_embeddings()(hidden[need]).float()
+        rows, cols = need.nonzero(as_tuple=True)  # position p predicts token p + 1
+        logits = logits_at(model, batch.input_ids, batch.attention_mask, rows, cols).float()
         logp_all = torch.log_softmax(logits, dim=-1)
         picked = logp_all.gather(-1, batch.input_ids[:, 1:][need].unsqueeze(-1)).squeeze(-1)
         logprobs = torch.zeros(batch.input_ids.shape, dtype=picked.dtype, device=picked.device)

@@ -19,6 +19,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from lightning_asym.models import AdaptsToEnv, ModelSpec, hidden_at
 from lightning_asym.types import Message, Trajectory
 
 PRIVILEGED_HEADER = "[privileged] "
@@ -46,23 +47,14 @@ def _is_causal(backbone: nn.Module) -> bool:
     return type(backbone.config) in MODEL_FOR_CAUSAL_LM_MAPPING
 
 
-def load_backbone(
-    model: str, tokenizer: str | None, tiny: dict[str, Any] | None, dtype: torch.dtype
-) -> tuple:
+def load_backbone(spec: ModelSpec, corpus: Sequence[str] | None = None) -> tuple[nn.Module, Any]:
     """The critic's trunk (a base model without LM head) and its tokenizer."""
-    if model == "tiny":
-        from lightning_asym.backends.tiny import build_tiny
-
-        lm, tok = build_tiny(**(tiny or {}))
-    else:
-        from lightning_asym.backends.hf import load_model_and_tokenizer
-
-        lm, tok = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
+    lm, tok = spec.load(corpus)
     trunk = lm.base_model if hasattr(lm, "base_model") else lm
     return trunk, tok
 
 
-class CriticModule(LightningModule):
+class CriticModule(AdaptsToEnv, LightningModule):
     """V(s_t) for every turn of a trajectory, from a model of the critic's own choosing.
 
     Args:
@@ -73,7 +65,8 @@ class CriticModule(LightningModule):
         privileged: prepend the task's privileged information to the critic's view.
         max_length: longest critic input; longer conversations keep their latest tokens.
         include_system: keep the system message (the policy) in the critic's view.
-        dtype: weights dtype for loaded models.
+        dtype: weights dtype ("float32" (default), "bf16"/"bfloat16", "fp16", "auto": a directory's
+            own; see `backends.hf.resolve_dtype`).
     """
 
     def __init__(
@@ -90,25 +83,23 @@ class CriticModule(LightningModule):
         self.privileged = privileged
         self.max_length = max_length
         self.include_system = include_system
-        self._spec = (model, tokenizer, getattr(torch, dtype))
-        self._tiny = dict(tiny or {})
-        self._corpus_from_env = self._tiny.get("corpus") == "env"
-        self._build({k: v for k, v in self._tiny.items() if k != "corpus"} if self._corpus_from_env else tiny)
+        self.spec = ModelSpec(model, tokenizer, tiny, dtype, key="critic")
+        self._build(None)
 
-    def _build(self, tiny: dict[str, Any] | None) -> None:
-        model, tokenizer, dtype = self._spec
-        self.backbone, self.tokenizer = load_backbone(model, tokenizer, tiny, dtype)
+    def _build(self, corpus: Sequence[str] | None) -> None:
+        self.backbone, self.tokenizer = load_backbone(self.spec, corpus)
         self.value_head = nn.Linear(_hidden_size(self.backbone.config), 1)
         nn.init.normal_(self.value_head.weight, std=1e-3)
         nn.init.zeros_(self.value_head.bias)
         self.causal = _is_causal(self.backbone)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-    def adapt_to_env(self, env: Any) -> None:
-        """Rebuild a tiny critic whose BPE tokenizer is trained on `env.corpus()` (`tiny.corpus: env`)."""
-        if self._corpus_from_env and not getattr(self, "_adapted", False):
-            self._build({**self._tiny, "corpus": env.corpus()})
-            self._adapted = True  # once: a later stage must keep the trained weights
+    def export(self, path: Any, training: str = "") -> Any:
+        """Write the critic as a transformers directory (trunk, tokenizer, value head, its reading
+        options) with a README.md model card; `lightning_asym.export.load_critic` loads it back."""
+        from lightning_asym.export import export_critic
+
+        return export_critic(self, path, training)
 
     # ------------------------------------------------------------------ text view
     def view(self, traj: Trajectory, privileged: str = "") -> tuple[list[int], list[int]]:
@@ -142,8 +133,8 @@ class CriticModule(LightningModule):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
         """Values `[B, S]` read at `positions [B, S]` of the hidden states of `input_ids [B, L]`."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        picked = hidden.gather(1, positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.size(-1)))
+        rows = torch.arange(positions.shape[0], device=positions.device)[:, None].expand_as(positions)
+        picked = hidden_at(self.backbone, input_ids, attention_mask, rows, positions.clamp(min=0))
         return self.value_head(picked.to(self.value_head.weight.dtype)).squeeze(-1)
 
     def values(

@@ -12,7 +12,10 @@ verdicts' tokenizations differ, the model's logits of the `revise` and the `appr
 give P(revise) (positive class = revise) for accuracy, precision, recall and F1.
 
 At the end of `fit` the critic is written as a transformers directory (LoRA merged into the
-weights), loadable by `TransformersBackend(model=<dir>)` and `GenerativeCritic(backend=<dir>)`.
+weights), loadable by `TransformersBackend(model=<dir>)` and `GenerativeCritic(backend=<dir>)`,
+with `review_config.json` beside it: the prompt options it was trained with and
+`revise_threshold: 0.5`. `lightning-asym validate` with `model: <that dir>` and
+`data.init_args.val_split: inloop` calibrates the threshold (`jobs.critic_calibrate`).
 """
 
 from __future__ import annotations
@@ -26,12 +29,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning import LightningModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
 
+from lightning_asym import models
 from lightning_asym.backends.hf import TransformersBackend, load_model_and_tokenizer
+from lightning_asym.calibration import REVIEW_CONFIG, CalibrationConfig, calibrate, update_review_config
 from lightning_asym.errors import UserError
-from lightning_asym.jobs.critic_data import CriticEncoder
+from lightning_asym.jobs.critic_calibrate import check_options, gather, write_calibration
+from lightning_asym.jobs.critic_data import CriticDataModule, CriticEncoder
 from lightning_asym.review.verdict import revise_logit
 from lightning_asym.types import CriticExample
 
@@ -99,8 +106,14 @@ class CriticSFT(LightningModule):
         max_length: most tokens of prompt + answer; a longer prompt keeps fewer transcript
             messages (its first tokens are cut only if one message does not fit), see
             `CriticEncoder.fit_prompt`; `train/truncated` logs the share of shortened prompts.
-        include_policy, max_messages: the critic's prompt options (`review_prompt`); give the
-            same ones to `GenerativeCritic` when it reviews with the saved model.
+        include_policy, max_messages: the critic's prompt options (`review_prompt`); saved in
+            the critic's `review_config.json`, which `GenerativeCritic` reads.
+        privileged: train with the task's privileged text (`CriticExample.privileged`, from
+            datagen with `privileged: true`) in the prompt; False drops it. The critic then
+            needs it at review time too (supervision `privileged: true`); the actor never sees it.
+        calibration: how validation chooses `revise_threshold` from the P(revise) of the
+            validation examples (`calibration.CalibrationConfig`: fix_prob, misled_prob,
+            criterion, beta); `validate` on a saved critic writes it into its review_config.json.
         dtype: weights dtype ("float32", "bfloat16", ...).
         save_dir: where the fine-tuned critic is written at the end of fit
             (default: `<log_dir>/critic`).
@@ -121,6 +134,8 @@ class CriticSFT(LightningModule):
         max_messages: int | None = None,
         dtype: str = "float32",
         save_dir: str | None = None,
+        privileged: bool = False,
+        calibration: CalibrationConfig | None = None,
     ) -> None:
         super().__init__()
         if method not in METHODS:
@@ -130,7 +145,15 @@ class CriticSFT(LightningModule):
         self.save_hyperparameters()
         self.method = method
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
-        self.include_policy, self.max_messages = include_policy, max_messages
+        self.include_policy, self.max_messages, self.privileged = include_policy, max_messages, privileged
+        self.max_length = max_length
+        self.calibration = calibration or CalibrationConfig()
+        # a saved critic (a directory) is validated with the prompt options it was trained with
+        self.critic_dir = Path(model).expanduser() if Path(model).expanduser().is_dir() else None
+        if self.critic_dir is not None:
+            check_options(self.critic_dir, self.review_options())
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
         self.save_dir = save_dir
         self.saved_dir: Path | None = None
         hf, self.tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
@@ -143,6 +166,7 @@ class CriticSFT(LightningModule):
             max_length,
             include_policy,
             max_messages,
+            privileged,
         )
         if method == "lora":
             from peft import get_peft_model
@@ -170,13 +194,8 @@ class CriticSFT(LightningModule):
         self, batch: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor
     ) -> torch.Tensor:
         """Next-token logits `[N, vocab]` at positions `(rows[n], cols[n])` of the batch's sequences."""
-        lm = self.causal_lm
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-        trunk, head = lm.base_model, lm.get_output_embeddings()
-        if trunk is lm or head is None:  # no separable trunk: full logits
-            return lm(input_ids=ids, attention_mask=mask).logits[rows, cols]
-        hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-        return head(hidden[rows, cols])
+        return models.logits_at(self.causal_lm, ids, mask, rows, cols)
 
     def _step(self, examples: list[CriticExample], verdicts: bool) -> dict[str, torch.Tensor]:
         encoded = [self.encoder.encode(e) for e in examples]
@@ -239,6 +258,60 @@ class CriticSFT(LightningModule):
         ):
             metric.update(p, y)
             self.log(f"val/{name}", metric, prog_bar=name == "verdict_accuracy", batch_size=len(batch))
+        self._val_scores.append(p.detach())
+        self._val_labels.append(y.detach())
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_scores, self._val_labels = [], []
+
+    def on_validation_epoch_end(self) -> None:
+        """The PR curve of this epoch's P(revise) and the calibrated threshold (logged; written by `validate`)."""
+        scores, labels = gather(self._val_scores, self._val_labels)
+        self._val_scores, self._val_labels = [], []
+        if self.trainer.sanity_checking or not scores:
+            return
+        summary, points = calibrate(scores, labels, self.calibration)
+        chosen = summary["chosen"]
+        for key, value in (
+            ("calibrated_threshold", summary["revise_threshold"]),
+            ("calibrated_precision", chosen["precision"]),
+            ("calibrated_recall", chosen["recall"]),
+            ("calibrated_gain", chosen["gain"]),
+            ("calibrated_f_beta", chosen["f_beta"]),
+            ("average_precision", summary["average_precision"]),
+            ("revise_rate", summary["revise_rate"]),
+        ):
+            self.log(f"val/{key}", float(value), rank_zero_only=True)
+        if self.trainer.state.fn != TrainerFn.VALIDATING or not self.trainer.is_global_zero:
+            return
+        dm = self.trainer.datamodule
+        split = dm.val_split if isinstance(dm, CriticDataModule) else None
+        summary["split"] = split
+        if split != "inloop":
+            rank_zero_warn(
+                f"calibrating revise_threshold on the {split or 'given'} split: in the loop most proposals "
+                "are fine, so a balanced split understates false alarms; use data.init_args.val_split: inloop"
+            )
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        curve, config = write_calibration(log_dir, self.critic_dir, self.review_options(), summary, points)
+        where = f"and revise_threshold into {config}" if config else "(model is not a saved critic directory)"
+        rank_zero_info(
+            f"calibration ({self.calibration.criterion}, fix_prob={self.calibration.fix_prob}, "
+            f"misled_prob={self.calibration.misled_prob}) on {len(scores)} {split} examples: "
+            f"revise_threshold={summary['revise_threshold']:.4f}, precision {chosen['precision']:.3f}, "
+            f"recall {chosen['recall']:.3f}, gain {chosen['gain']:.4f} per review; wrote the curve to {curve} {where}"
+        )
+
+    def on_fit_start(self) -> None:
+        dm = self.trainer.datamodule
+        if self.privileged and isinstance(dm, CriticDataModule):
+            dm.setup("fit")
+            if dm.examples is not None and not any(ex.privileged for ex in dm.examples["train"]):
+                raise UserError(
+                    f"model.init_args.privileged is true but no training example under {dm.path} carries "
+                    "privileged text; generate the data with model.init_args.privileged: true "
+                    "(configs/critic/datagen_privileged.yaml)"
+                )
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
@@ -285,8 +358,21 @@ class CriticSFT(LightningModule):
         self.tokenizer.chat_template = self.renderer.chat_template
         self.tokenizer.save_pretrained(path)
         self.saved_dir = path
-        opts = f"include_policy={self.include_policy}, max_messages={self.max_messages}"
+        # a new critic: its prompt options, an uncalibrated threshold (a stale calibration would lie)
+        update_review_config(path, {**self.review_options(), "revise_threshold": 0.5, "calibration": None})
         rank_zero_info(
-            f"saved the fine-tuned critic to {path}; review with GenerativeCritic(backend='{path}', {opts})"
+            f"saved the fine-tuned critic to {path} with its prompt options in {path / REVIEW_CONFIG}; "
+            f"review with GenerativeCritic(backend='{path}'), calibrate with `lightning-asym validate` "
+            "(configs/critic/calibrate_tiny.yaml)"
         )
         return path
+
+    def review_options(self) -> dict[str, Any]:
+        """The prompt options this critic reads (saved in `review_config.json`)."""
+        return {
+            "include_policy": self.include_policy,
+            "max_messages": self.max_messages,
+            "privileged": self.privileged,
+            "few_shot": False,  # trained on the bare prompt: worked examples would be a new input
+            "max_length": self.max_length,
+        }
