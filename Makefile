@@ -53,3 +53,10 @@ critic-pipeline: setup  ## tiny models: mine critic data, fine-tune a critic, su
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache data/critic_tiny
+
+# τ-bench (issue 12): the read-only copy in ../shared/tau-bench goes on .venv's path by a .pth
+# (pip's editable install needs a writable folder). Tests find that copy without this target.
+.PHONY: tau-bench
+tau-bench: setup  ## make ../shared/tau-bench importable in .venv (offline, no litellm needed)
+	@test -d ../shared/tau-bench/tau_bench || { echo "../shared/tau-bench not found: clone sierra-research/tau-bench there"; exit 2; }
+	echo "$(abspath ../shared/tau-bench)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tau_bench_shared.pth"
