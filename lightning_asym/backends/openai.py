@@ -36,7 +36,7 @@ import openai
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.templates import to_template_messages
-from lightning_asym.backends.toolcalls import format_action, parse_action
+from lightning_asym.backends.toolcalls import format_action, loads, parse_action
 from lightning_asym.errors import EndpointError, UserError
 from lightning_asym.types import RESPOND, Action, Message
 
@@ -351,9 +351,11 @@ def to_completion(response: Any) -> Completion:
 
 def _native_action(name: str, arguments: str | None) -> tuple[Action | None, str | None]:
     try:
-        args = json.loads(arguments) if arguments and arguments.strip() else {}
+        args = loads(arguments) if arguments and arguments.strip() else {}
     except json.JSONDecodeError as e:
         return None, f"arguments of tool call {name!r} are not valid JSON ({e.msg}): {arguments[:200]!r}"
+    except ValueError as e:  # nested deeper than toolcalls.MAX_JSON_DEPTH
+        return None, f"arguments of tool call {name!r} are JSON {e}: {arguments[:200]!r}"
     if not isinstance(args, dict):
         return None, f"arguments of tool call {name!r} must be a JSON object: {arguments[:200]!r}"
     if name == RESPOND:

@@ -7,8 +7,9 @@ A tool call is a JSON object between tags, anywhere in the assistant's text::
     </tool_call>
 
 Text without a `<tool_call>` tag is a reply to the user: `Action("respond", {"content": text})`.
-Only the first tool call of a message is used. A tag with unreadable JSON is a parse error,
-which the rollout engine turns into an error observation.
+Only the first tool call of a message is used. A tag with unreadable JSON, or JSON nested
+deeper than `MAX_JSON_DEPTH`, is a parse error, which the rollout engine turns into an error
+observation.
 """
 
 from __future__ import annotations
@@ -26,7 +27,40 @@ FORMAT_HINT = (
     "any other text is sent to the user"
 )
 """The tool-call format in one clause, for whoever tells an actor its output did not parse."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a tool call's JSON may have. Deeper is a parse error:
+json's recursive decoder raises `RecursionError` near 1,000 levels, and every later recursive
+walk (trajectory writers, deep copies) would too; real tool arguments are a few levels deep."""
+_JSON_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _CALL_RE = re.compile(re.escape(TOOL_OPEN) + r"(.*?)(?:" + re.escape(TOOL_CLOSE) + r"|$)", re.DOTALL)
+
+
+class JSONDepthError(ValueError):
+    """JSON nested deeper than `MAX_JSON_DEPTH` (a `ValueError`, as `json.JSONDecodeError` is)."""
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of `[`/`{` in JSON `text`, brackets inside strings not counted."""
+    depth = deepest = 0
+    for m in _JSON_TOKEN_RE.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads` for model output: nesting deeper than `max_depth` raises `JSONDepthError`
+    instead of crashing the run with a `RecursionError` (the text and native tool-call paths)."""
+    if json_depth(text) > max_depth:
+        raise JSONDepthError(f"nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except RecursionError:  # not reached within the depth bound; kept so no input crashes a run
+        raise JSONDepthError("nested too deeply for the JSON decoder") from None
 
 
 def parse_action(text: str) -> tuple[Action | None, str | None]:
@@ -36,15 +70,19 @@ def parse_action(text: str) -> tuple[Action | None, str | None]:
         return Action.reply(text.strip()), None
     body = m.group(1).strip()
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except json.JSONDecodeError as e:
         return None, f"tool call is not valid JSON ({e.msg} at char {e.pos}): {body[:200]!r}"
+    except JSONDepthError as e:
+        return None, f"tool call JSON is {e}: {body[:200]!r}"
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return None, f'tool call must be an object with a string "name": {body[:200]!r}'
     args = obj.get("arguments", {})
     if isinstance(args, str):
         try:
-            args = json.loads(args)
+            args = loads(args)
+        except JSONDepthError as e:
+            return None, f'"arguments" of tool call {obj["name"]!r} is JSON {e}'
         except json.JSONDecodeError:
             return None, f'"arguments" of tool call {obj["name"]!r} is not a JSON object'
     if not isinstance(args, dict):
