@@ -13,23 +13,37 @@ feedback (up to `max_revisions`), exactly as the rollout engine does during eval
     result.action        # the approved (or fallback) action to execute
     result.proposals     # every proposal with its review
 
-Local models (a backend or critic holding a torch `model`) are placed and cast by Lightning
-Fabric (`accelerator`, `precision`); API backends are used as they are.
+Local models are placed and cast by Lightning Fabric (`accelerator`, `precision`): an actor or
+reviewer that holds torch modules says so by implementing `HoldsModules.setup_modules`
+(`TransformersBackend` does; `GenerativeCritic` passes it on to its backend), and the supervisor
+hands it `fabric.setup_module`. API backends and rule critics hold none and are used as they are.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
 from lightning_asym.backends.base import ChatBackend, SamplingParams
-from lightning_asym.review.base import Reviewer
+from lightning_asym.review.base import Reviewer, StatefulReviewer
 from lightning_asym.rollout.supervision import SupervisionConfig, supervise_step
 from lightning_asym.types import Action, Message, Proposal, Task
+
+
+@runtime_checkable
+class HoldsModules(Protocol):
+    """An actor or reviewer holding torch modules that a launcher should place and wrap.
+
+    `setup_modules(setup)` replaces each module `m` it holds (and every reference to it) with
+    `setup(m)`; the `Supervisor` passes `fabric.setup_module`. Objects without torch modules
+    (API backends, rule critics) do not implement it.
+    """
+
+    def setup_modules(self, setup: Callable[[nn.Module], nn.Module]) -> None: ...
 
 
 @dataclass
@@ -88,10 +102,9 @@ class Supervisor:
         self.actor, self.reviewer, self.sampling = actor, reviewer, sampling
         self.config = SupervisionConfig(max_revisions=max_revisions, fallback=fallback, privileged=privileged)
         self.fabric = Fabric(accelerator=accelerator, devices=1, precision=precision)
-        for holder in (actor, reviewer, getattr(reviewer, "backend", None)):
-            model = getattr(holder, "model", None)
-            if isinstance(model, nn.Module):
-                holder.model = self.fabric.setup_module(model)  # type: ignore[union-attr]
+        for holder in (actor, reviewer):
+            if isinstance(holder, HoldsModules):
+                holder.setup_modules(self.fabric.setup_module)
         self._started: set[Hashable] = set()
         self._anonymous = itertools.count()
 
@@ -143,6 +156,9 @@ class Supervisor:
         return SupervisedStep(chosen[0].action, chosen[0].text, history[0])
 
     def end(self, key: Hashable) -> None:
-        """Forget a finished conversation's state (KV cache, plan)."""
+        """Forget a finished conversation's state (the actor's KV cache or plan, and the
+        reviewer's, for a `StatefulReviewer` such as a scoring `GenerativeCritic`)."""
         self._started.discard(key)
         self.actor.release([key])
+        if isinstance(self.reviewer, StatefulReviewer):
+            self.reviewer.release([key])

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 
 from lightning_asym.envs.retail import RetailEnv, db_hash, generate_db, make_task, replay
 from lightning_asym.envs.retail.tools import WRITE_TOOLS
 from lightning_asym.types import Task, from_dict, to_dict
 
 
-def test_generation_is_deterministic_and_fast():
+def test_generation_is_deterministic_and_seeds_differ():
+    # (speed is not asserted here: the house measures performance in tools/bench_*.py only)
     assert generate_db(3) == generate_db(3)
     assert db_hash(generate_db(3)) == db_hash(generate_db(3))
-    assert db_hash(generate_db(3)) != db_hash(generate_db(4))
-    t0 = time.perf_counter()
-    for s in range(50):
-        generate_db(s)
-    assert (time.perf_counter() - t0) / 50 < 0.01, "a database must build in milliseconds"
+    assert len({db_hash(generate_db(s)) for s in range(50)}) == 50
 
 
 def test_database_shape():

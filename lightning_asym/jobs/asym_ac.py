@@ -40,6 +40,7 @@ from lightning_asym import rl
 from lightning_asym.actor import ActorModule
 from lightning_asym.backends.scripted import ScriptedBackend, ScriptedPolicy
 from lightning_asym.critic import CriticModule
+from lightning_asym.jobs.contracts import HasEnv
 from lightning_asym.types import Trajectory
 
 ADVANTAGES = ("gae", "grpo", "rloo")
@@ -126,7 +127,7 @@ class AsymmetricActorCritic(LightningModule):
         # tiny models may train their tokenizer on the env's texts; done before optimisers
         # are built and before a checkpoint is restored
         dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "env"):
+        if isinstance(dm, HasEnv):
             self.actor.adapt_to_env(dm.env)
             if self.critic is not None:
                 self.critic.adapt_to_env(dm.env)

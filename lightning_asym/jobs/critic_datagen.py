@@ -10,6 +10,7 @@ from lightning_asym.backends.base import ChatBackend, SamplingParams
 from lightning_asym.datagen.inloop import generate_inloop
 from lightning_asym.datagen.selfplay import DataGenConfig, TaskResult, generate
 from lightning_asym.envs.base import MultiTurnEnv
+from lightning_asym.jobs.contracts import HasEnv
 from lightning_asym.jobs.critic_tasks import CriticTaskData
 from lightning_asym.types import Task
 
@@ -75,7 +76,7 @@ class CriticDataGen(LightningModule):
 
     def env(self) -> MultiTurnEnv:
         dm = self.trainer.datamodule if self._trainer is not None else None
-        env = getattr(dm, "env", None)
+        env = dm.env if isinstance(dm, HasEnv) else None
         if not isinstance(env, MultiTurnEnv):
             raise ValueError(
                 "CriticDataGen plays the env of its data module: use "
