@@ -88,6 +88,11 @@ def main(args: list[str] | None = None) -> None:
     A `UserError` (an unreachable endpoint, a bad config value) is printed as one line,
     `error: <message>`, on stderr, and exits with status 2 instead of a traceback.
     """
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["serve"]:  # the supervised proxy: its own parser (lightning_asym/serve/cli.py)
+        from lightning_asym.serve.cli import main as serve_main
+
+        return serve_main(argv[1:])
     try:
         AsymCLI(
             LightningModule,
