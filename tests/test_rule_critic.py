@@ -6,7 +6,7 @@ import pytest
 
 from lightning_asym.envs.retail import POLICY, RetailEnv, generate_db, run_tool
 from lightning_asym.envs.retail.oracle import NoisyOracleBackend
-from lightning_asym.envs.retail.policy import NO_NEEDLESS_TRANSFER
+from lightning_asym.envs.retail.policy import NO_NEEDLESS_TRANSFER, RULES
 from lightning_asym.review import RetailRuleCritic, Reviewer, ReviewRequest
 from lightning_asym.rollout.engine import RolloutEngine
 from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
@@ -258,6 +258,11 @@ def test_flags_most_env_violations_and_lifts_success(env):
     assert len(labelled) > 100 and len(judged) > 50
     assert sum(judged) / len(judged) > 0.95  # measured 1.0
     assert sum(caught) / len(caught) > 0.4  # measured 0.55 (the rest are give-up transfers)
+    # one vocabulary (envs/retail/policy.py): where both flag a proposal they name the same rule
+    named = [(p.label["rule"], p.review.feedback.split(":")[0]) for p, c in zip(labelled, caught) if c]
+    assert len(named) > 50 and all(env_rule == rule for env_rule, rule in named)  # measured 92 of 92
+    flagged = {p.review.feedback.split(":")[0] for p in _proposals(trajs) if not p.review.approved}
+    assert flagged <= set(RULES)
     # flags on proposals the env does not call deviations: claims of changes never made, wrong counts
     extra = [
         p
