@@ -16,6 +16,7 @@ from typing import Any
 
 from lightning_asym.envs.retail.db import DB, _address, describe_item, describe_pm, order_total
 from lightning_asym.envs.retail.ops import CANCEL_REASONS, order_refund_total
+from lightning_asym.envs.retail.tools import TRANSFER
 
 Intent = dict[str, Any]
 WRITE_KINDS = (
@@ -312,7 +313,7 @@ def build_intent(
     elif kind == "transfer":
         goal = rng.choice(OUT_OF_SCOPE).format(oid=order["order_id"])
         it.update(
-            action=_act("transfer_to_human_agents", summary=f"The user wants to {goal}."),
+            action=_act(TRANSFER, summary=f"The user wants to {goal}."),
             opening="Hi, I need help with an order.",
             details=f"I want to {goal}.",
             report="",
