@@ -25,4 +25,11 @@ def gold_policy(messages: Sequence[Message], task: Task | None, rng: random.Rand
 
 def gold_actor() -> ScriptedBackend:
     """A `ScriptedBackend` that plays `gold_policy`."""
-    return ScriptedBackend(policy=gold_policy)
+    return TauGoldActor()
+
+
+class TauGoldActor(ScriptedBackend):
+    """`gold_policy` as a class, so YAML can name it (`configs/tau_bench/gold_replay.yaml`)."""
+
+    def __init__(self) -> None:
+        super().__init__(policy=gold_policy)
