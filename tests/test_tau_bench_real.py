@@ -165,3 +165,36 @@ def test_tau_llm_user_settings_and_prompt():
     (traj,) = RolloutEngine(env).collect(env.tasks("test")[:1], ScriptedBackend(responses=["Sure, done."]))
     assert traj.messages[1].content == "I want to exchange a keyboard."
     assert traj.turns[-1].done and len(traj.turns) == 1 and traj.reward == 0.0  # nothing was exchanged
+
+
+def test_tau_llm_user_talks_to_an_openai_compatible_endpoint(monkeypatch):
+    from test_openai_backend import FakeServer, ok
+
+    server = FakeServer()
+    try:
+        server.replies(ok("Hi, I'd like to exchange two items."), ok("Great, thanks! ###STOP###"))
+        monkeypatch.setenv("TAU_USER_KEY", "sk-user")
+        user = TauLLMUser(
+            model="user-m", base_url=server.url, api_key_env="TAU_USER_KEY", max_tokens=77, temperature=0.3
+        )
+        env = TauBenchEnv(env_name="retail", user=user)
+        (traj,) = RolloutEngine(env).collect(env.tasks("test")[:1], gold_actor())
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    assert (
+        traj.success
+        and traj.reward == 1.0
+        and traj.messages[1].content == "Hi, I'd like to exchange two items."
+    )
+    first = server.requests[0]
+    assert first["headers"]["authorization"] == "Bearer sk-user"
+    body = first["body"]
+    assert (body["model"], body["max_tokens"], body["temperature"]) == ("user-m", 77, 0.3)
+    system = body["messages"][0]["content"]
+    assert body["messages"][0]["role"] == "system" and env.tasks("test")[0].instruction in system
+    assert body["messages"][1] == {
+        "role": "user",
+        "content": "Hi! How can I help you today?",
+    }  # τ-bench's opener
+    assert "tools" not in body and len(server.requests) == 2
