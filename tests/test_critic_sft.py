@@ -321,3 +321,69 @@ def test_cli_fit_writes_the_critic(data_dir, tmp_path, monkeypatch):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["global_step"] == 3 and "train/loss" in metrics and "val/f1" in metrics
     TransformersBackend(model=str(run / "critic"))  # loads as a plain model directory
+
+
+# --------------------------------------------------------------------------- review_config.json, privileged, calibration
+
+
+def test_fit_saves_the_prompt_options_in_review_config_and_validate_holds_to_them(data_dir, tmp_path):
+    critic = tmp_path / "critic"
+    m = module(save_dir=str(critic), include_policy=False, max_messages=3)
+    trainer(tmp_path, 1, limit_val_batches=0).fit(m, CriticDataModule(str(data_dir), batch_size=4))
+    saved = json.loads((critic / "review_config.json").read_text())
+    assert saved == {
+        "include_policy": False,
+        "max_messages": 3,
+        "privileged": False,
+        "few_shot": False,
+        "max_length": 1024,
+        "revise_threshold": 0.5,
+        "calibration": None,
+    }
+    with pytest.raises(UserError, match=r"model\.init_args\.max_messages=2 \(trained with 3\)"):
+        module(model=str(critic), include_policy=False, max_messages=2)
+
+
+def test_privileged_text_is_in_the_prompt_only_when_asked(examples):
+    ex = CriticExample(**{**examples[1].__dict__, "privileged": "HIDDEN-GOAL cancel #W1001"})
+    for privileged in (True, False):
+        enc = module(privileged=privileged).encoder
+        text = enc.tokenizer.decode(enc.prompt_ids(ex))
+        assert ("HIDDEN-GOAL" in text) is privileged
+
+
+def test_privileged_training_on_data_without_it_says_what_to_do(data_dir, tmp_path):
+    with pytest.raises(UserError, match=r"model\.init_args\.privileged is true.*datagen_privileged"):
+        trainer(tmp_path, 1).fit(module(privileged=True), CriticDataModule(str(data_dir), batch_size=4))
+
+
+def test_validate_on_the_inloop_split_calibrates_the_saved_critic(examples, tmp_path):
+    data = tmp_path / "data"
+    inloop = [CriticExample(**{**e.__dict__, "split": "inloop"}) for e in examples if e.split == "validation"]
+    write_jsonl(data / "train.jsonl", [e for e in examples if e.split == "train"])
+    write_jsonl(data / "inloop.jsonl", inloop)
+    critic = tmp_path / "critic"
+    module().save_critic(critic)
+    dm = CriticDataModule(str(data), batch_size=4, val_split="inloop")
+    metrics = trainer(tmp_path, 1).validate(module(model=str(critic)), dm, verbose=False)[0]
+    out = json.loads((tmp_path / "calibration.json").read_text())
+    saved = json.loads((critic / "review_config.json").read_text())
+    assert out["summary"]["examples"] == len(inloop) and out["summary"]["split"] == "inloop"
+    best = max(out["curve"], key=lambda p: p["gain"])
+    assert saved["revise_threshold"] == out["summary"]["revise_threshold"] == pytest.approx(best["threshold"])
+    assert (
+        saved["calibration"]["chosen"]["gain"]
+        == best["gain"]
+        == pytest.approx(metrics["val/calibrated_gain"])
+    )
+    assert saved["max_messages"] == 2 and saved["include_policy"] is False  # the options stay
+    with pytest.raises(UserError, match=r"no examples with split 'inloop'"):
+        CriticDataModule(str(data_dir_without_inloop(tmp_path, examples)), val_split="inloop").setup(
+            "validate"
+        )
+
+
+def data_dir_without_inloop(tmp_path: Path, examples) -> Path:
+    d = tmp_path / "plain"
+    write_jsonl(d / "train.jsonl", examples)
+    return d

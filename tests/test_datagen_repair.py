@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from lightning import Trainer
-from lightning_asym.backends.oracle import NoisyOracleBackend
 
 from lightning_asym.datagen import CriticExampleWriter
 from lightning_asym.envs.retail import RetailEnv
+from lightning_asym.envs.retail.oracle import NoisyOracleBackend
 from lightning_asym.errors import UserError
 from lightning_asym.jobs import CriticDataGen, CriticTaskData
 

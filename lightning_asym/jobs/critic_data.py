@@ -2,7 +2,7 @@
 
 The datagen step (`lightning-asym predict`) writes `CriticExample` lines into JSONL shards
 under one directory; each example carries its split (`train` or `validation`, assigned by
-task, so no task is on both sides). This module reads every shard (or a single file), splits
+task, so no task is on both sides; `inloop` for the unbalanced calibration split). This module reads every shard (or a single file), splits
 the examples by that field and yields plain lists of `CriticExample`: rendering the prompt
 and tokenizing belong to the LightningModule, which owns the tokenizer and the chat template,
 and does them with the `CriticEncoder` below (prompt and answer ids, the answer-only label
@@ -24,13 +24,14 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lightning_asym.errors import UserError
-from lightning_asym.review.format import example_prompt, format_verdict
+from lightning_asym.review.format import format_verdict, review_prompt
 from lightning_asym.review.verdict import verdict_probe
 from lightning_asym.types import APPROVE, REVISE, CriticExample, Message, read_jsonl
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "inloop")
+VAL_SPLITS = ("validation", "inloop")
 DATAGEN_HINT = (
     "run the datagen predict step first (`lightning-asym predict --config configs/critic/datagen.yaml`)"
 )
@@ -70,6 +71,10 @@ class CriticDataModule(LightningDataModule):
         max_examples: keep at most this many examples of each split, a seeded random subset
             (None: all); for quick runs on a large dataset.
         seed: the seed of that subset.
+        val_split: what the validation loop reads: `validation` (balanced, held-out tasks of the
+            datagen's split) or `inloop` (the actor's own proposals on the env's validation
+            tasks at their natural rate, `inloop.jsonl`), which `lightning-asym validate`
+            calibrates `revise_threshold` on.
 
     Train batches are reshuffled every epoch (seeded by Lightning's `seed_everything`);
     validation keeps file order. A path without validation examples gives no validation loop.
@@ -84,8 +89,11 @@ class CriticDataModule(LightningDataModule):
         num_workers: int = 0,
         max_examples: int | None = None,
         seed: int = 0,
+        val_split: str = "validation",
     ) -> None:
         super().__init__()
+        if val_split not in VAL_SPLITS:
+            raise UserError(f"data.init_args.val_split must be one of {VAL_SPLITS}, got {val_split!r}")
         if batch_size < 1:
             raise UserError(f"data.init_args.batch_size must be >= 1, got {batch_size}")
         if max_examples is not None and max_examples < 1:
@@ -95,6 +103,7 @@ class CriticDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.max_examples = max_examples
         self.seed = seed
+        self.val_split = val_split
         self.examples: dict[str, list[CriticExample]] | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -116,6 +125,16 @@ class CriticDataModule(LightningDataModule):
                         random.Random(f"{self.seed}/{split}").sample(range(len(exs)), self.max_examples)
                     )
                     by_split[split] = [exs[i] for i in keep]
+        if stage == "validate" and not by_split[self.val_split]:
+            hint = (
+                "write it with the datagen's data.init_args.inloop_split: validation"
+                if self.val_split == "inloop"
+                else DATAGEN_HINT
+            )
+            raise UserError(
+                f"data.init_args.path: {self.path} has no examples with split {self.val_split!r} "
+                f"(data.init_args.val_split); {hint}"
+            )
         if stage in (None, "fit") and not by_split["train"]:
             raise UserError(
                 f"data.init_args.path: {self.path} has no examples with split 'train' "
@@ -154,7 +173,7 @@ class CriticDataModule(LightningDataModule):
         return self._loader(self._split("train"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        examples = self._split("validation")
+        examples = self._split(self.val_split)
         return self._loader(examples, shuffle=False) if examples else []
 
 
@@ -181,7 +200,7 @@ class EncodedExample:
 class CriticEncoder:
     """Token ids of critic examples, rendered exactly as the critic reads them at review time.
 
-    The prompt is `example_prompt(...)` through `render` (the chat template with the
+    The prompt is `review_prompt(...)` of the example through `render` (the chat template with the
     generation prompt, as `TransformersBackend.render` does for `GenerativeCritic`); the answer
     is `format_verdict(...)` followed by the template's end-of-turn string, tokenized as one
     string. Prompt and answer are tokenized separately, as at review time, where the answer's
@@ -193,7 +212,9 @@ class CriticEncoder:
         end_of_turn: what ends the assistant's turn in that template (e.g. `<|im_end|>`).
         max_length: most tokens of prompt + answer; see `encode` for how a longer prompt is
             shortened (the answer is never cut).
-        include_policy, max_messages: `example_prompt` options (the critic's prompt options).
+        include_policy, max_messages: `review_prompt` options (the critic's prompt options).
+        privileged: show the example's privileged text (`CriticExample.privileged`) in the
+            prompt; False drops it, so a data set generated with privileged text trains both.
     """
 
     def __init__(
@@ -204,6 +225,7 @@ class CriticEncoder:
         max_length: int,
         include_policy: bool = True,
         max_messages: int | None = None,
+        privileged: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
         self.render = render
@@ -211,6 +233,7 @@ class CriticEncoder:
         self.max_length = max_length
         self.include_policy = include_policy
         self.max_messages = max_messages
+        self.privileged = privileged
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         p = self.probe = verdict_probe(tokenizer, end_of_turn)  # the verdict position, shared with review/
         self.probe_prefix, self.approve_id, self.revise_id = p.prefix, p.approve_id, p.revise_id
@@ -221,7 +244,14 @@ class CriticEncoder:
     def prompt_ids(self, example: CriticExample, max_messages: int | None = None) -> list[int]:
         """The rendered prompt's ids, with the latest `max_messages` (default: the critic's own)."""
         keep = max_messages if max_messages is not None else self.max_messages
-        messages = example_prompt(example, include_policy=self.include_policy, max_messages=keep)
+        messages = review_prompt(
+            example.messages,
+            example.action,
+            example.text,
+            (example.privileged or None) if self.privileged else None,
+            include_policy=self.include_policy,
+            max_messages=keep,
+        )
         return self._encode(self.render(messages))
 
     def fit_prompt(self, example: CriticExample, room: int) -> tuple[list[int], bool, int]:

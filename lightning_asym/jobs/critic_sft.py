@@ -362,8 +362,8 @@ class CriticSFT(LightningModule):
         update_review_config(path, {**self.review_options(), "revise_threshold": 0.5, "calibration": None})
         rank_zero_info(
             f"saved the fine-tuned critic to {path} with its prompt options in {path / REVIEW_CONFIG}; "
-            f"review with GenerativeCritic(backend='{path}'), calibrate with `lightning-asym validate` "
-            "(configs/critic/calibrate_tiny.yaml)"
+            f"review with GenerativeCritic(backend='{path}'); calibrate its threshold with `lightning-asym "
+            f"validate` (this config, --model.init_args.model {path} --data.init_args.val_split inloop)"
         )
         return path
 

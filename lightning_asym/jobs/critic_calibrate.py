@@ -1,0 +1,89 @@
+"""`CriticSFT`'s review settings and threshold calibration: `review_config.json` and the PR curve.
+
+A fine-tuned critic is only right with the prompt it was trained on, so `CriticSFT` writes its
+prompt options into `<critic dir>/review_config.json` (`GenerativeCritic` reads them when it
+loads that directory), with `revise_threshold: 0.5` until calibrated. `lightning-asym validate`
+with `CriticSFT(model=<critic dir>)` on the in-loop split (`data.init_args.val_split: inloop`)
+scores every example's P(revise), chooses the threshold (`lightning_asym.calibration`), writes
+the curve to `<log_dir>/calibration.json` and the threshold with a summary into the critic's
+`review_config.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from lightning_asym.calibration import REVIEW_CONFIG, update_review_config
+from lightning_asym.errors import UserError
+
+PROMPT_KEYS = ("include_policy", "max_messages", "privileged")
+"""The options that change the prompt: a critic must review with the ones it was trained on."""
+
+
+def saved_options(directory: str | Path) -> dict[str, Any]:
+    """The prompt options in `<directory>/review_config.json` ({} without the file)."""
+    path = Path(directory) / REVIEW_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); fix or delete the file") from e
+    return {k: data[k] for k in PROMPT_KEYS if isinstance(data, dict) and k in data}
+
+
+def check_options(directory: str | Path, options: dict[str, Any]) -> None:
+    """Refuse prompt options that differ from those the critic in `directory` was trained with."""
+    saved = saved_options(directory)
+    wrong = [k for k in PROMPT_KEYS if k in saved and saved[k] != options[k]]
+    if wrong:
+        said = ", ".join(f"model.init_args.{k}={options[k]!r} (trained with {saved[k]!r})" for k in wrong)
+        raise UserError(
+            f"{Path(directory) / REVIEW_CONFIG} says the critic was trained with other prompt options: "
+            f"{said}; use the trained ones, or the verdicts measured here do not hold at review time"
+        )
+
+
+def gather(scores: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[list[float], list[bool]]:
+    """Every rank's P(revise) and targets of this validation epoch, as plain lists (all ranks)."""
+    s = torch.cat(scores).float().cpu().tolist() if scores else []
+    y = [bool(v) for v in torch.cat(labels).cpu().tolist()] if labels else []
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (s, y))
+        s = [v for part in parts for v in part[0]]
+        y = [v for part in parts for v in part[1]]
+    return s, y
+
+
+def write_calibration(
+    log_dir: str | Path,
+    critic_dir: Path | None,
+    options: dict[str, Any],
+    summary: dict[str, Any],
+    points: list[dict[str, Any]],
+) -> tuple[Path, Path | None]:
+    """Write `<log_dir>/calibration.json` (summary and curve) and, for a saved critic, its threshold.
+
+    The critic's `review_config.json` gets `revise_threshold` and `calibration` (the summary
+    and where the curve is); prompt options it lacks (a critic saved before the file existed)
+    are filled from `options`. Returns both paths (the second None without a critic directory).
+    """
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    curve_path = log_dir / "calibration.json"
+    tmp = curve_path.with_name(curve_path.name + ".tmp")
+    tmp.write_text(json.dumps({"summary": summary, "curve": points}, indent=1, sort_keys=True) + "\n")
+    tmp.replace(curve_path)
+    if critic_dir is None:
+        return curve_path, None
+    saved = saved_options(critic_dir)
+    missing = {k: v for k, v in options.items() if k not in saved}
+    updates = {**missing, "revise_threshold": summary["revise_threshold"]}
+    updates["calibration"] = {**summary, "curve": str(curve_path.resolve())}
+    return curve_path, update_review_config(critic_dir, updates)
