@@ -13,10 +13,10 @@ from lightning_asym.backends import ScriptedBackend
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.envs.retail import POLICY, WRITE_TOOLS, RetailEnv
 from lightning_asym.envs.retail.oracle import NoisyOracleBackend
-from lightning_asym.review import GenerativeCritic, Reviewer, ReviewRequest
+from lightning_asym.review import GenerativeCritic, Reviewer, ReviewRequest, StatefulReviewer
 from lightning_asym.review.format import INSTRUCTION, parse_verdict
 from lightning_asym.rollout import RolloutEngine, SupervisionConfig
-from lightning_asym.types import Action, Message, Task
+from lightning_asym.types import Action, Message, Review, Task
 
 
 class Canned(ChatBackend):
@@ -184,7 +184,7 @@ def test_tiny_transformers_critic_end_to_end():
     torch.set_num_threads(1)
     backend = TransformersBackend("tiny", tiny={"hidden_size": 32})  # byte tokens, 4,096 positions
     sampling = SamplingParams(max_new_tokens=6, temperature=0)
-    critic = GenerativeCritic(backend, sampling=sampling, include_policy=False)
+    critic = GenerativeCritic(backend, sampling=sampling, include_policy=False, mode="generate")
     requests = retail_requests(3)
     reviews = critic.review(requests)
     # a random model writes garbage: every answer is unparseable, defaulted, and its tokens counted
@@ -193,7 +193,7 @@ def test_tiny_transformers_critic_end_to_end():
     assert all(r.num_tokens > 0 for r in reviews)
     assert critic.stats()["unparsed"] == 3 and critic.num_tokens == sum(r.num_tokens for r in reviews)
     # with the policy the prompts overflow the context: empty answers, still counted and defaulted
-    with_policy = GenerativeCritic(backend, sampling=sampling, default_verdict="revise")
+    with_policy = GenerativeCritic(backend, sampling=sampling, default_verdict="revise", mode="generate")
     assert POLICY.strip()[:40] in with_policy.prompt(requests[0])[0].content
     reviews = with_policy.review(requests)
     assert [(r.verdict, r.parsed, r.num_tokens) for r in reviews] == [("revise", False, 0)] * 3
@@ -264,4 +264,36 @@ def test_llm_critic_config_runs_with_a_tiny_critic(tmp_path):
     trajs = read_jsonl(run / "trajectories" / "test.jsonl", Trajectory)
     assert len(trajs) == 2 and all(len(t.turns) == 4 for t in trajs)
     reviews = [p.review for t in trajs for turn in t.turns for p in turn.proposals]
-    assert len(reviews) == 8 and all(r is not None and r.approved and not r.parsed for r in reviews)
+    # scored by default, but the retail policy overflows the tiny model's 4,096 byte positions:
+    # every review takes the default verdict, unparsed and unscored
+    assert len(reviews) == 8
+    assert all(r is not None and r.approved and not r.parsed and r.score is None for r in reviews)
+
+
+class Recording:
+    """Approves everything, records the requests' keys and what the engine releases."""
+
+    def __init__(self) -> None:
+        self.keys: list = []
+        self.released: list = []
+
+    def review(self, requests: list[ReviewRequest]) -> list[Review]:
+        self.keys.extend(r.key for r in requests)
+        return [Review() for _ in requests]
+
+    def release(self, keys) -> None:
+        self.released.extend(keys)
+
+
+def test_requests_carry_the_episode_key_and_the_engine_releases_a_stateful_reviewer():
+    env = RetailEnv()
+    reviewer = Recording()
+    assert isinstance(reviewer, StatefulReviewer) and isinstance(reviewer, Reviewer)
+    engine = RolloutEngine(env, max_turns=6)
+    tasks = env.tasks("test")[:3]
+    trajs = engine.collect(tasks, NoisyOracleBackend(error_rate=0.0), reviewer, trials=1)
+    keys = [f"{t.id}#0#{i}" for i, t in enumerate(tasks)]
+    assert set(reviewer.keys) == set(keys)
+    assert sum(len(t.turns) for t in trajs) == len(reviewer.keys)  # every review named its episode
+    assert sorted(reviewer.released) == sorted(keys)  # each episode released once, when it ended
+    assert isinstance(GenerativeCritic(Canned(["x"])), StatefulReviewer)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.toolcalls import FORMAT_HINT
 from lightning_asym.envs.base import MultiTurnEnv, StepResult
+from lightning_asym.review.base import StatefulReviewer
 from lightning_asym.rollout.supervision import Reviewer, SupervisionConfig, supervise_step
 from lightning_asym.types import Message, Task, Trajectory, Turn
 
@@ -144,7 +145,7 @@ class RolloutEngine:
         """Play `episodes` to the end in lock-step, one batched `actor.complete` per step, with
         `reviewer` (if any) supervising each proposed action; returns their trajectories in order.
 
-        Each episode's env is closed and its actor key released when it ends.
+        Each episode's env is closed and its key released (actor, and a `StatefulReviewer`) when it ends.
         """
         keys = [ep.key for ep in episodes]
         if len(set(keys)) != len(keys):
@@ -184,6 +185,8 @@ class RolloutEngine:
             finished = [ep for ep in live if ep.done]
             if finished:
                 actor.release([ep.key for ep in finished])
+                if isinstance(reviewer, StatefulReviewer):  # e.g. a critic's per-episode prompt cache
+                    reviewer.release([ep.key for ep in finished])
                 for ep in finished:
                     ep.env.close()
             live = [ep for ep in live if not ep.done]

@@ -1,0 +1,182 @@
+"""Seconds per review of a local critic: generate-everything (the old path) against scored + cached.
+
+First the review requests a critic sees in the loop are recorded: the noisy oracle plays the
+retail test split, supervised by the rule critic (which decides the revisions), and every
+batch of requests, one per step and attempt, is kept in order with the engine's releases of
+finished episodes. Then the same critic model (one load, one dtype, the same prompt options)
+reviews exactly those batches, in the same order, twice:
+
+- old: `GenerativeCritic(mode="generate")`, every prompt encoded anew, the whole answer
+  generated and its VERDICT line parsed (the behaviour before scored reviews);
+- new: `GenerativeCritic(mode="score")`, P(revise) from the verdict logits with each episode's
+  prompt cached, feedback generated for revise verdicts only.
+
+With `--uncached`, the scored path also runs without its cache (`cache_size=0`), to show that the
+cache changes the speed, not the scores. Verdicts are compared at the same threshold (the old
+path's verdict is the parsed VERDICT line). Last line: one JSON object.
+
+    python tools/bench_review.py --critic smollm2 [--episodes 8] [--max-turns 40]
+        [--max-messages N] [--dtype bfloat16] [--few-shot | --no-few-shot] [--uncached]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import time
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+class Recorder:
+    """Reviews with an inner reviewer and records each batch of requests and each release, in order."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.timeline: list[tuple[str, list]] = []
+
+    def review(self, requests):
+        # the engine's message lists grow as episodes go on: keep each request's view as it was
+        self.timeline.append(
+            ("review", [dataclasses.replace(r, messages=list(r.messages)) for r in requests])
+        )
+        return self.inner.review(requests)
+
+    def release(self, keys) -> None:
+        self.timeline.append(("release", list(keys)))
+
+
+def record(episodes: int, error_rate: float, max_turns: int | None, max_revisions: int) -> list:
+    from lightning_asym.envs.retail import RetailEnv
+    from lightning_asym.envs.retail.oracle import NoisyOracleBackend
+    from lightning_asym.review import RetailRuleCritic
+    from lightning_asym.rollout import RolloutEngine, SupervisionConfig
+
+    env = RetailEnv(seed=0)
+    engine = RolloutEngine(env, max_turns=max_turns, seed=0, supervision=SupervisionConfig(max_revisions))
+    recorder = Recorder(RetailRuleCritic())
+    engine.collect(env.tasks("test")[:episodes], NoisyOracleBackend(error_rate=error_rate), recorder)
+    return recorder.timeline
+
+
+def replay(critic, timeline: list) -> tuple[float, list]:
+    """Seconds spent in `review` over the whole timeline, and the reviews in order."""
+    seconds, reviews = 0.0, []
+    for kind, items in timeline:
+        if kind == "release":
+            critic.release(items)
+            continue
+        t0 = time.perf_counter()
+        reviews.extend(critic.review(items))
+        seconds += time.perf_counter() - t0
+    return seconds, reviews
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--critic", default="smollm2", help="tiny, smollm2 or a critic directory")
+    p.add_argument("--episodes", type=int, default=8, help="retail test tasks played (one trial each)")
+    p.add_argument("--max-turns", type=int, default=None, help="cap each episode (default: the env's)")
+    p.add_argument("--error-rate", type=float, default=0.15)
+    p.add_argument("--max-revisions", type=int, default=2)
+    p.add_argument("--max-messages", type=int, default=None, help="transcript window (default: all)")
+    p.add_argument(
+        "--include-policy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the domain policy in the critic's prompt (default: on)",
+    )
+    p.add_argument(
+        "--few-shot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="worked examples in the prompt (default: on for the untuned smollm2, else the critic's own)",
+    )
+    p.add_argument("--threshold", type=float, default=0.5, help="revise when P(revise) >= this")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--uncached", action="store_true", help="also time the scored path without its cache")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    import torch
+
+    from lightning_asym.backends.base import SamplingParams
+    from lightning_asym.backends.hf import TransformersBackend
+    from lightning_asym.review import GenerativeCritic
+    from lightning_asym.review.generative import DEFAULT_SAMPLING
+
+    torch.set_num_threads(args.threads)
+    timeline = record(args.episodes, args.error_rate, args.max_turns, args.max_revisions)
+    batches = [items for kind, items in timeline if kind == "review"]
+    n = sum(map(len, batches))
+    backend = TransformersBackend(args.critic, dtype=args.dtype, sampling=SamplingParams())
+    few_shot = args.few_shot if args.few_shot is not None else (True if args.critic == "smollm2" else None)
+    options = dict(
+        include_policy=args.include_policy,
+        max_messages=args.max_messages or "all",
+        few_shot=few_shot,
+        revise_threshold=args.threshold,
+        sampling=DEFAULT_SAMPLING,
+    )
+    old = GenerativeCritic(backend, mode="generate", **options)
+    new = GenerativeCritic(backend, mode="score", **options)
+    lengths = [len(new.scorer.ids(new.prompt(r))) for b in batches for r in b]
+    print(
+        f"{n} reviews in {len(batches)} batches; prompts {statistics.median(lengths):.0f} tokens (median), "
+        f"{max(lengths)} max",
+        flush=True,
+    )
+
+    old_s, old_reviews = replay(old, timeline)
+    print(f"old path: {old_s:.1f} s", flush=True)
+    new_s, new_reviews = replay(new, timeline)
+    print(
+        f"new path: {new_s:.1f} s (encoded {new.scorer.encoded_tokens}, reused {new.scorer.reused_tokens} tokens)",
+        flush=True,
+    )
+    parsed = [(o, w) for o, w in zip(old_reviews, new_reviews) if o.parsed]
+    result = {
+        "critic": args.critic,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "episodes": args.episodes,
+        "include_policy": args.include_policy,
+        "max_messages": args.max_messages,
+        "few_shot": new.few_shot,
+        "threshold": args.threshold,
+        "reviews": n,
+        "batches": len(batches),
+        "prompt_tokens_median": statistics.median(lengths),
+        "old_s_per_review": round(old_s / n, 4),
+        "new_s_per_review": round(new_s / n, 4),
+        "speedup": round(old_s / new_s, 2),
+        "old_unparsed": sum(not o.parsed for o in old_reviews),
+        "agreement": round(sum(o.verdict == w.verdict for o, w in zip(old_reviews, new_reviews)) / n, 4),
+        "agreement_parsed": round(sum(o.verdict == w.verdict for o, w in parsed) / max(len(parsed), 1), 4),
+        "old_revise_rate": round(sum(not o.approved for o in old_reviews) / n, 4),
+        "new_revise_rate": round(sum(not w.approved for w in new_reviews) / n, 4),
+        "reused_token_share": round(
+            new.scorer.reused_tokens / max(new.scorer.reused_tokens + new.scorer.encoded_tokens, 1), 4
+        ),
+    }
+    if args.uncached:
+        fresh = GenerativeCritic(backend, mode="score", cache_size=0, **options)
+        fresh.scorer.prefix_cache_size = 0
+        fresh_s, fresh_reviews = replay(fresh, timeline)
+        pairs = [(f.score, w.score) for f, w in zip(fresh_reviews, new_reviews) if f.score is not None]
+        result["uncached_s_per_review"] = round(fresh_s / n, 4)
+        result["cached_vs_uncached_verdicts"] = round(
+            sum(f.verdict == w.verdict for f, w in zip(fresh_reviews, new_reviews)) / n, 4
+        )
+        result["cached_vs_uncached_max_abs_p"] = round(max((abs(a - b) for a, b in pairs), default=0.0), 6)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
