@@ -59,6 +59,10 @@ def _completion(message: dict[str, Any], finish: str, model: str) -> dict[str, A
     }
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default backlog of 5 drops SYNs of 100 clients (1 s retransmits)
+
+
 class FakeUpstream:
     """A fake OpenAI-compatible server on 127.0.0.1 (port 0: any free port).
 
@@ -104,7 +108,7 @@ class FakeUpstream:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
