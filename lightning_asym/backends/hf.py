@@ -19,15 +19,10 @@ import torch
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.decoding import DecodeRow, cut_after_stop, decode_rows, share_prefixes
-from lightning_asym.backends.kv import ConversationState, LayerKV, crop, seeded_generator
-from lightning_asym.backends.templates import (
-    chatml_template,
-    check_prefix_preserving,
-    template_handles_tool_role,
-    to_template_messages,
-)
-from lightning_asym.backends.toolcalls import parse_action
-from lightning_asym.types import REVISION_PREFIX, Message
+from lightning_asym.backends.kv import ConversationState, LayerKV, crop, is_revision, seeded_generator
+from lightning_asym.backends.templates import chatml_template, choose_format
+from lightning_asym.backends.toolcalls import MAX_JSON_DEPTH, action_from_message, json_depth, parse_action
+from lightning_asym.types import Message
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +72,6 @@ def load_model_and_tokenizer(
     return m, AutoTokenizer.from_pretrained(tokenizer or model)
 
 
-def is_revision(conversation: Sequence[Message]) -> bool:
-    """Whether a call asks the actor to revise its last proposal (see `rollout.supervision`)."""
-    last = conversation[-1] if conversation else None
-    return last is not None and last.role == "user" and (last.content or "").startswith(REVISION_PREFIX)
-
-
 class TransformersBackend(ChatBackend):
     """A local transformers causal LM behind the `ChatBackend` contract.
 
@@ -108,6 +97,10 @@ class TransformersBackend(ChatBackend):
         tools_first: put the tool instructions before the system message's own text (default)
             rather than after it, so that episodes whose system prompts differ (per-task details)
             still share the tools prefix, which is then encoded once for all of them.
+        native_tools: render tools with the chat template's own `tools` support and parse replies
+            with the tokenizer's `parse_response` (when it has a `response_template`; else our
+            `<tool_call>` parser): None (default) when the template has tool support that stays
+            prefix-preserving, True to require it, False for our `<tool_call>` system prompt always.
 
     Caches hold keys/values of the weights that computed them: when any parameter changes in
     place (an optimizer step, `load_state_dict`), the next call drops every KV cache and
@@ -130,6 +123,7 @@ class TransformersBackend(ChatBackend):
         tool_role: str = "auto",
         prefix_cache_size: int = 4,
         tools_first: bool = True,
+        native_tools: bool | None = None,
     ) -> None:
         if isinstance(model, str):
             model, tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
@@ -163,7 +157,10 @@ class TransformersBackend(ChatBackend):
         self._cache_kwarg = self._find_cache_kwarg()
         self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._setup_template(
-            chat_template or getattr(tokenizer, "chat_template", None), strict_template, tool_role
+            chat_template or getattr(tokenizer, "chat_template", None),
+            strict_template,
+            tool_role,
+            native_tools,
         )
 
     # ------------------------------------------------------------------ set-up
@@ -200,43 +197,36 @@ class TransformersBackend(ChatBackend):
 
         return "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
 
-    def _setup_template(self, template: str | None, strict: bool, tool_role: str) -> None:
+    def _setup_template(
+        self, template: str | None, strict: bool, tool_role: str, native_tools: bool | None
+    ) -> None:
         tok = self.tokenizer
         eots = [tok.convert_ids_to_tokens(i) for i in self._eos_ids]
         fallback = chatml_template() if "<|im_end|>" in tok.get_vocab() else chatml_template(end=eots[0])
-        if template is None:
-            log.info("the tokenizer has no chat template; using ChatML")
-            template = fallback
-        self.chat_template = template
-        self.template_is_fallback = False
-        self._resolve_tool_role(tool_role)
-        eot, reason = check_prefix_preserving(self.render, eots)
-        if eot is None:
-            msg = f"the chat template is not prefix-preserving across turns ({reason})"
-            if strict:
-                raise ValueError(msg + "; pass strict_template=False to fall back to ChatML")
-            log.warning("%s; falling back to a built-in ChatML template", msg)
-            self.chat_template = fallback
-            self.template_is_fallback = True
-            self._resolve_tool_role(tool_role)
-            eot, reason = check_prefix_preserving(self.render, eots)
-            if eot is None:
-                raise ValueError(f"the fallback ChatML template is not prefix-preserving either: {reason}")
-        self.end_of_turn = eot
-
-    def _resolve_tool_role(self, tool_role: str) -> None:
-        if tool_role != "auto":
-            self._tool_role = tool_role
-            return
-        handles = template_handles_tool_role(self.chat_template, lambda m, g: self._apply_template(m, g))
-        self._tool_role = "tool" if handles else "user"
+        self.chat_format = choose_format(
+            self._apply_template,
+            template,
+            fallback,
+            eots,
+            strict=strict,
+            tool_role=tool_role,
+            native_tools=native_tools,
+            tools_first=self.tools_first,
+        )
+        self.chat_template = self.chat_format.template
+        self.template_is_fallback = self.chat_format.is_fallback
+        self.end_of_turn = self.chat_format.end_of_turn
+        self.native_tools = self.chat_format.native_tools
 
     # ------------------------------------------------------------------ rendering
 
-    def _apply_template(self, messages: Sequence[dict[str, str]], add_generation_prompt: bool) -> str:
+    def _apply_template(
+        self, template: str, messages: Sequence[dict[str, str]], add_generation_prompt: bool, tools: Any
+    ) -> str:
         return self.tokenizer.apply_chat_template(
             list(messages),
-            chat_template=self.chat_template,
+            tools=tools,
+            chat_template=template,
             tokenize=False,
             add_generation_prompt=add_generation_prompt,
         )
@@ -247,10 +237,27 @@ class TransformersBackend(ChatBackend):
         add_generation_prompt: bool = True,
         tools: list[dict[str, Any]] | None = None,
     ) -> str:
-        """The text the model reads for `messages` (tools described in the system message)."""
-        return self._apply_template(
-            to_template_messages(messages, tools, self._tool_role, self.tools_first), add_generation_prompt
-        )
+        """The text the model reads for `messages`: tools through the template's own `tools` when it
+        has them (`native_tools`), else described in the system message (our `<tool_call>` format)."""
+        return self.chat_format.render(self._apply_template, messages, add_generation_prompt, tools)
+
+    def parse(self, text: str, raw: str, prompt: str, tools: list[dict[str, Any]] | None) -> tuple:
+        """The action in a completion: `text` (special tokens dropped) by our `<tool_call>` parser, or
+        `raw` (kept) by the tokenizer's own `parse_response` when tools are native and it has a
+        `response_template`. Returns `(action, None)` or `(None, error)`."""
+        schema = getattr(self.tokenizer, "response_template", None)
+        if not (self.native_tools and tools and schema):
+            return parse_action(text)
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            return None, f"tool call JSON is nested deeper than {MAX_JSON_DEPTH} levels: {raw[:200]!r}"
+        try:
+            message = self.tokenizer.parse_response(raw, prefix=prompt, tools=tools)
+        except Exception as e:  # noqa: BLE001 - any parser failure is the model's malformed output
+            return (
+                None,
+                f"the reply does not parse as the chat template's tool format ({type(e).__name__}: {e})",
+            )
+        return action_from_message(message)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` as the backend feeds it (no special tokens added)."""
@@ -316,7 +323,7 @@ class TransformersBackend(ChatBackend):
         for conv, key, seed in zip(conversations, keys, seeds):
             text = self.render(conv, True, tools)
             st = (self._states.get(key) if persist else None) or ConversationState()
-            records.append(self._rewind(st, text, is_revision(conv)))
+            records.append(st.align(text, is_revision(conv)))
             suffix = text[len(st.text) :]
             new = self.encode(suffix) if suffix else []
             total = len(st.ids) + len(new)
@@ -337,10 +344,10 @@ class TransformersBackend(ChatBackend):
             self._generate(live, sampling)
         out = []
         for key, st, row, suffix, new, (keep, base) in zip(keys, states, rows, suffixes, prompts, records):
-            text = self._decode(row.ids, True)
+            text, raw = self._decode(row.ids, True), self._decode(row.ids, False)
             if row.finish == "stop" and sampling.stop:
-                text = cut_after_stop(text, sampling.stop)
-            action, err = parse_action(text)
+                text, raw = cut_after_stop(text, sampling.stop), cut_after_stop(raw, sampling.stop)
+            action, err = self.parse(text, raw, st.text + suffix, tools)
             out.append(
                 Completion(
                     text=text,
@@ -361,34 +368,13 @@ class TransformersBackend(ChatBackend):
                 self._states.pop(key, None)
                 continue
             st.extend(new, suffix)
-            done = self._decode(row.ids, False)
+            done = self._decode(row.ids, False)  # the full text, not `raw`, which a stop string may cut
             st.extend(row.ids, done)
             st.outs.append((list(row.ids), done))
             st.kv = row.kv if self.use_kv_cache else None
             st.calls += 1
             self._states[key] = st
         return out
-
-    @staticmethod
-    def _rewind(st: ConversationState, text: str, revision: bool) -> tuple[int | None, int]:
-        """Align `st` with the prompt `text`; returns the call's record `(prefix_len, base)`.
-
-        The state is cropped to the longest prefix it shares with `text` (see
-        `ConversationState.rewind`). A turn's record starts where the turn started: a revision
-        (its last message carries `REVISION_PREFIX`) continues the turn of the previous call, so
-        its `prompt_ids` run from that turn's start (its rejected proposal and the feedback
-        included); any other call starts a turn. `prefix_len` is None when the turn's context
-        extends all the state held before the turn, else how many of those tokens it kept.
-        """
-        length = len(st.ids)
-        kept = st.rewind(text)
-        if kept < length:
-            log.debug("the prompt no longer extends what the model saw; kept %d of %d tokens", kept, length)
-        if not (revision and st.turn_from[1] <= kept):
-            # a new turn: the last turn's completions were kept only to splice the one that went out
-            st.turn_from, st.outs = (length, kept), []
-        before, base = st.turn_from
-        return (None if base == before else base), base
 
     # ------------------------------------------------------------------ decoding
 

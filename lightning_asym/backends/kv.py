@@ -19,6 +19,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from lightning_asym.backends.base import SamplingParams
+from lightning_asym.types import REVISION_PREFIX, Message
 
 LayerKV = list[tuple[torch.Tensor, torch.Tensor]]
 """Per layer `(keys, values)`, each `[heads, length, head_dim]`."""
@@ -85,6 +86,30 @@ class ConversationState:
         if match is not None:
             self.extend(list(match[0]), match[1])
         return n
+
+    def align(self, text: str, revision: bool) -> tuple[int | None, int]:
+        """Align with a call's prompt `text`; returns the call's record `(prefix_len, base)`.
+
+        The state is cropped to the longest prefix it shares with `text` (`rewind`). A turn's
+        record starts where the turn started: a revision (`is_revision`) continues the turn of the
+        previous call, so its `prompt_ids` (`ids[base:]` plus the new tokens) run from that
+        turn's start, its rejected proposal and the feedback included; any other call starts a
+        turn. `prefix_len` is None when the turn's context extends all the state held before the
+        turn, else how many of those tokens it kept.
+        """
+        length = len(self.ids)
+        kept = self.rewind(text)
+        if not (revision and self.turn_from[1] <= kept):
+            # a new turn: the last turn's completions were kept only to splice the one that went out
+            self.turn_from, self.outs = (length, kept), []
+        before, base = self.turn_from
+        return (None if base == before else base), base
+
+
+def is_revision(conversation: Sequence[Message]) -> bool:
+    """Whether a call asks the actor to revise its last proposal (see `rollout.supervision`)."""
+    last = conversation[-1] if conversation else None
+    return last is not None and last.role == "user" and (last.content or "").startswith(REVISION_PREFIX)
 
 
 def keep_first(kv: LayerKV, n: int) -> LayerKV:

@@ -9,11 +9,15 @@ backend falls back to `CHATML_TEMPLATE`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lightning_asym.backends.toolcalls import format_action, tools_prompt
 from lightning_asym.types import Action, Message
+
+log = logging.getLogger(__name__)
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -139,3 +143,111 @@ def _check_one(render: MessagesRender, eot: str, probe: Sequence[Message]) -> st
     except Exception as e:  # noqa: BLE001 - a template that raises on the probe is unusable
         return f"rendering raised {type(e).__name__}: {e}"
     return None
+
+
+PROBE_TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "probe_lookup_4417",
+            "description": "Look something up.",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+]
+"""A tool schema used to test whether a chat template renders `tools` itself."""
+
+ApplyFn = Callable[[str, Sequence[dict[str, str]], bool, "list[dict[str, Any]] | None"], str]
+"""`(template, messages, add_generation_prompt, tools) -> text`: the tokenizer's `apply_chat_template`."""
+
+
+def template_accepts_tools(template: str, apply: ApplyFn) -> bool:
+    """True if the template renders the `tools` it is given (its own tool-use format)."""
+    if "tools" not in template:
+        return False
+    msgs = [{"role": "user", "content": "q"}]
+    try:
+        return "probe_lookup_4417" in apply(template, msgs, True, PROBE_TOOLS)
+    except Exception:  # noqa: BLE001 - a template that raises on tools does not support them
+        return False
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How messages and tools become the text a local model reads.
+
+    With `native_tools`, tool schemas go to the template's own `tools` argument (its tool-use
+    prompt, as the model was trained); otherwise they are described in the system message by
+    `tools_prompt` (our `<tool_call>` format). Either way an assistant message renders as the raw
+    text the model generated, so the rendering stays prefix-preserving.
+    """
+
+    template: str
+    tool_role: str
+    end_of_turn: str = ""
+    native_tools: bool = False
+    is_fallback: bool = False
+    tools_first: bool = True
+
+    def render(
+        self,
+        apply: ApplyFn,
+        messages: Sequence[Message],
+        add_generation_prompt: bool,
+        tools: list[dict] | None,
+    ) -> str:
+        native = self.native_tools and bool(tools)
+        msgs = to_template_messages(messages, None if native else tools, self.tool_role, self.tools_first)
+        return apply(self.template, msgs, add_generation_prompt, tools if native else None)
+
+
+def choose_format(
+    apply: ApplyFn,
+    template: str | None,
+    fallback: str,
+    end_of_turn: Sequence[str],
+    *,
+    strict: bool = False,
+    tool_role: str = "auto",
+    native_tools: bool | None = None,
+    tools_first: bool = True,
+) -> ChatFormat:
+    """The tokenizer's template if it is prefix-preserving, else `fallback` (ChatML); with its own
+    tool format if it has one that also is (`native_tools`: None = when available, True = required,
+    False = never)."""
+
+    def with_template(t: str, is_fallback: bool) -> ChatFormat:
+        role = tool_role
+        if role == "auto":
+            handles = template_handles_tool_role(t, lambda m, g: apply(t, m, g, None))
+            role = "tool" if handles else "user"
+        return ChatFormat(t, role, is_fallback=is_fallback, tools_first=tools_first)
+
+    if template is None:
+        log.info("the tokenizer has no chat template; using ChatML")
+    fmt = with_template(template or fallback, False)
+    eot, reason = check_prefix_preserving(lambda m, g: fmt.render(apply, m, g, None), end_of_turn)
+    if eot is None:
+        msg = f"the chat template is not prefix-preserving across turns ({reason})"
+        if strict:
+            raise ValueError(msg + "; pass strict_template=False to fall back to ChatML")
+        log.warning("%s; falling back to a built-in ChatML template", msg)
+        fmt = with_template(fallback, True)
+        eot, reason = check_prefix_preserving(lambda m, g: fmt.render(apply, m, g, None), end_of_turn)
+        if eot is None:
+            raise ValueError(f"the fallback ChatML template is not prefix-preserving either: {reason}")
+    fmt = replace(fmt, end_of_turn=eot)
+    if native_tools is False:
+        return fmt
+    why = "the chat template does not render `tools`"
+    if not fmt.is_fallback and template_accepts_tools(fmt.template, apply):
+        native = replace(fmt, native_tools=True)
+        ok, why = check_prefix_preserving(lambda m, g: native.render(apply, m, g, PROBE_TOOLS), [eot])
+        if ok is not None:
+            return native
+        why = f"the chat template with tools is not prefix-preserving ({why})"
+    if native_tools:
+        raise ValueError(
+            f"native_tools: true, but {why}; leave native_tools unset to use the <tool_call> prompt"
+        )
+    return fmt

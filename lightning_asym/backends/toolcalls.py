@@ -92,6 +92,30 @@ def parse_action(text: str) -> tuple[Action | None, str | None]:
     return Action(obj["name"], args), None
 
 
+def action_from_message(message: dict[str, Any]) -> tuple[Action | None, str | None]:
+    """The action in a parsed assistant message (`{"content", "tool_calls"}`, as the tokenizer's
+    `parse_response` returns it); the same rules and errors as `parse_action`."""
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return Action.reply(str(message.get("content") or "").strip()), None
+    if len(calls) > 1:
+        return None, f"the reply makes {len(calls)} tool calls; make one call per turn"
+    fn = calls[0].get("function", calls[0]) if isinstance(calls[0], dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        return None, f'tool call must be an object with a string "name": {str(calls[0])[:200]!r}'
+    args = fn.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            args = loads(args) if args.strip() else {}
+        except ValueError as e:
+            return None, f'"arguments" of tool call {fn["name"]!r} is not a JSON object ({e})'
+    if not isinstance(args, dict):
+        return None, f'"arguments" of tool call {fn["name"]!r} must be a JSON object'
+    if fn["name"] == RESPOND:
+        return Action.reply(str(args.get("content", ""))), None
+    return Action(fn["name"], args), None
+
+
 def format_action(action: Action) -> str:
     """The text a model should emit for `action` (inverse of `parse_action`)."""
     if action.is_reply:
