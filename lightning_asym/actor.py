@@ -158,8 +158,9 @@ class ActorModule(AdaptsToEnv, LightningModule):
                     raise ValueError(
                         f"trajectory {traj.task_id} turn {t.index}: the actor's context kept {t.prefix_len} "
                         f"of the {len(ids)} tokens recorded before it (after a revised or fallback turn "
-                        "under supervision), so one token sequence cannot score it exactly; train on "
-                        "rollouts without a reviewer (`rollout_policy` returning no reviewer)"
+                        "under supervision, or when continued from a prefix recorded elsewhere), so one "
+                        "token sequence cannot score it exactly; train on fresh rollouts without a "
+                        "reviewer (`rollout_policy` returning no reviewer)"
                     )
                 ids += t.prompt_ids
                 gen += [0] * len(t.prompt_ids)

@@ -168,7 +168,8 @@ class Turn:
     context is the first `prefix_len` tokens of the earlier turns' concatenated
     `prompt_ids + completion_ids` (all of them when None), then its `prompt_ids`: exactly
     the tokens the actor saw. `prefix_len` is set when the context dropped tokens the record
-    holds (after a revised turn, the rejected proposal and the feedback).
+    holds (after a revised turn, the rejected proposal and the feedback), and is 0 where the
+    local backend started the conversation afresh (the first turn).
     """
 
     index: int

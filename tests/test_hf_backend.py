@@ -217,7 +217,7 @@ def test_edited_history_crops_to_the_common_prefix_and_release(tok, llama) -> No
     again = backend.complete([edited], None, GREEDY, keys=["k"])[0]
     fresh = TransformersBackend(llama, tok).complete([edited], None, GREEDY, keys=["k"])[0]
     # the context keeps the prompt of the first call (its completion was edited away) and encodes the rest
-    assert again.prefix_len == len(first.prompt_ids) and fresh.prefix_len is None
+    assert again.prefix_len == len(first.prompt_ids) and fresh.prefix_len == first.prefix_len == 0
     full = tok(backend.render(edited), add_special_tokens=False)["input_ids"]
     assert first.prompt_ids + again.prompt_ids == fresh.prompt_ids == full
     assert again.completion_ids == fresh.completion_ids

@@ -135,7 +135,9 @@ def test_cache_is_cropped_not_dropped_and_greedy_unchanged(model, tok) -> None:
     turns = sum(len(tr.turns) for tr in with_kv)
     assert recorded - turns <= b_kv.fed <= recorded  # a turn's last sampled token is fed by the next call
     assert b_kv.fed < b_plain.fed / 4
-    assert [t.prefix_len is not None for t in with_kv[0].turns] == [False, True, True, True]
+    # every turn after a revised one keeps only part of the record; the first starts afresh (0)
+    assert with_kv[0].turns[0].prefix_len == 0
+    assert all(0 < t.prefix_len < len(ctx) for t, ctx in zip(with_kv[0].turns[1:], contexts(with_kv[0])[1:]))
 
 
 def test_actor_refuses_a_branching_record_and_accepts_a_linear_one(model, tok) -> None:
@@ -146,8 +148,31 @@ def test_actor_refuses_a_branching_record_and_accepts_a_linear_one(model, tok) -
     with pytest.raises(ValueError, match="turn 1"):
         actor.tokens(trajs)
     plain, _ = play(model, tok, None, tasks=1)
+    assert [t.prefix_len for t in plain[0].turns] == [0, None, None, None]
     batch = actor.tokens(plain)
     assert (
         batch.input_ids[0].tolist()[: int(batch.attention_mask.sum())]
         == contexts(plain[0])[-1] + plain[0].turns[-1].completion_ids
     )
+
+
+def test_actor_refuses_an_episode_continued_from_a_prefix_recorded_elsewhere(model, tok) -> None:
+    (done,), _ = play(model, tok, None, tasks=1)
+    env = GuessEnv(num_tasks=1, max_turns=4)
+    engine = RolloutEngine(env, sampling=GREEDY)
+    task = env.tasks("test")[0]
+    replay = env.fork()
+    replay.reset(task)
+    for t in done.turns[:2]:
+        replay.step(t.action)
+    n = done.state_boundaries()[2]
+    episode = engine.start_episode(
+        task, env=replay, messages=done.messages[:n], turns=done.turns[:2], key="branch"
+    )
+    (branch,) = engine.play([episode], Counting(model, tok))
+    assert branch.turns[2].prefix_len == 0  # this backend saw the conversation afresh: its whole context
+    actor = ActorModule(
+        tiny={"arch": "llama", "tokenizer": "byte", "hidden_size": 16, "num_layers": 1, "num_heads": 2}
+    )
+    with pytest.raises(ValueError, match="turn 2: the actor's context kept 0 of the"):
+        actor.tokens([branch])

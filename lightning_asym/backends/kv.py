@@ -94,8 +94,10 @@ class ConversationState:
         record starts where the turn started: a revision (`is_revision`) continues the turn of the
         previous call, so its `prompt_ids` (`ids[base:]` plus the new tokens) run from that
         turn's start, its rejected proposal and the feedback included; any other call starts a
-        turn. `prefix_len` is None when the turn's context extends all the state held before the
-        turn, else how many of those tokens it kept.
+        turn. `prefix_len` is None when the turn's context extends all the (non-empty) state held
+        before the turn, else how many of those tokens it kept: 0 for a conversation this backend
+        starts afresh, so a trajectory replayed from a prefix recorded elsewhere is not taken for one
+        sequence.
         """
         length = len(self.ids)
         kept = self.rewind(text)
@@ -103,7 +105,7 @@ class ConversationState:
             # a new turn: the last turn's completions were kept only to splice the one that went out
             self.turn_from, self.outs = (length, kept), []
         before, base = self.turn_from
-        return (None if base == before else base), base
+        return (None if base == before > 0 else base), base
 
 
 def is_revision(conversation: Sequence[Message]) -> bool:
