@@ -134,7 +134,10 @@ class CountingUser:
 
 
 def test_missing_package_gives_install_hint(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tau_bench", None)  # makes `import tau_bench` fail
+    for name in ["tau_bench", *[m for m in sys.modules if m.startswith("tau_bench.")]]:
+        monkeypatch.setitem(
+            sys.modules, name, None
+        )  # makes `import tau_bench...` fail, even if imported before
     env = make_env("tau_bench")
     with pytest.raises(ImportError, match="tau-bench is not installed.*pip install --no-deps -e"):
         env.tasks("test")
