@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from lightning_asym.types import Action, Message, Review, Task
 
@@ -29,6 +29,14 @@ class ReviewRequest:
     key: Hashable | None = None
 
 
+Requests = TypeVar("Requests", bound=Sequence["ReviewRequest"])
+"""The batch a reviewer gets: the engine passes a list; implementations may annotate it
+`list[ReviewRequest]` or `Sequence[ReviewRequest]`. A TypeVar because jsonargparse (the CLI)
+checks a class against a protocol by comparing parameter types for equality, TypeVars excepted:
+with `Sequence[ReviewRequest]` here, a reviewer annotated `list[...]` was refused as "does not
+implement protocol Reviewer"."""
+
+
 @runtime_checkable
 class Reviewer(Protocol):
     """Anything that reviews a batch of proposed actions, one `Review` per request, in order.
@@ -37,7 +45,7 @@ class Reviewer(Protocol):
     so a model-backed reviewer can run them in one forward pass or concurrent API calls.
     """
 
-    def review(self, requests: Sequence[ReviewRequest]) -> list[Review]: ...
+    def review(self, requests: Requests) -> list[Review]: ...
 
 
 @runtime_checkable
