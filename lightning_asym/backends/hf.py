@@ -3,7 +3,9 @@
 One forward per decoding step serves every live conversation of a call (left padding,
 explicit attention mask and position ids). Per conversation (`key`), the backend keeps the
 exact token ids the model has seen and their KV cache, so a new turn encodes only its new
-tokens; generated tokens are never re-tokenized. See `templates.py` for how messages and
+tokens; generated tokens are never re-tokenized. A prompt that no longer extends them (after a
+revision, the rejected proposal and the feedback leave the conversation) crops the cache to the
+longest common prefix and records where (`Completion.prefix_len`; see `kv.ConversationState`). See `templates.py` for how messages and
 tools are rendered and why the chat template must be prefix-preserving.
 """
 
