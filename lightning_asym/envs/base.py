@@ -72,7 +72,8 @@ class MultiTurnEnv(ABC):
 
     def check_action(self, action: Action | None) -> dict[str, Any] | None:
         """The env's judgement of a proposed `action` (None: unparseable output) in the current
-        state, without applying it: `{"deviation": bool, "violation": str | None}`, as `step`
+        state, without applying it: `{"deviation": bool, "violation": str | None}` (an env with
+        named rules adds `rule`, the broken rule's id, e.g. `envs/retail/policy.py`), as `step`
         would put in its info. Supervision labels every proposal with it, so critics can be
         scored against the env; it never reaches the critic. The default, None, means this env
         does not judge actions (precision and recall are then not reported)."""
