@@ -198,3 +198,17 @@ def test_tau_llm_user_talks_to_an_openai_compatible_endpoint(monkeypatch):
         "content": "Hi! How can I help you today?",
     }  # τ-bench's opener
     assert "tools" not in body and len(server.requests) == 2
+
+
+def test_check_action_after_a_failed_lookup_and_skipped_reads():
+    env = TauBenchEnv(env_name="retail", user="scripted")
+    task = env.tasks("test")[0]
+    e = env.fork()
+    e.reset(task)
+    auth, *reads, write = task.gold_actions
+    assert e.step(Action(auth.name, {**auth.kwargs, "zip": "00000"})).info["error"]  # nobody found
+    assert e.check_action(write)["rule"] == "authenticate"  # a failed lookup authenticates nobody
+    e.step(auth)
+    assert e.check_action(write) == {"deviation": False, "rule": None, "violation": None}  # reads skipped
+    e.step(write)
+    assert e.plan() == reads  # only the skipped reads remain

@@ -228,9 +228,12 @@ class TauBenchEnv(MultiTurnEnv):
             result = self._result(action, res)
         result.info.update(judgement or {})
         if not action.is_reply:
-            self._history.append(action)
-            if self._remaining and judge.same_call(action, self._remaining[0]):
-                self._remaining.pop(0)
+            if "error" not in result.info:  # a failed lookup authenticates nobody
+                self._history.append(action)
+            # the first gold call it matches is done (a read the agent skipped must not block the rest)
+            done = next((i for i, g in enumerate(self._remaining) if judge.same_call(action, g)), None)
+            if done is not None:
+                self._remaining.pop(done)
         return result
 
     def _calculate_reward(self) -> Any:

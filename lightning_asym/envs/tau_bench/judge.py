@@ -97,7 +97,7 @@ def same_call(a: Action, b: Action) -> bool:
 def judge_action(
     domain: str, action: Action | None, remaining: list[Action], history: list[Action], task: Task
 ) -> dict[str, Any]:
-    """`action` against the rest of the gold plan (`remaining`) and the calls made so far (`history`);
+    """`action` against the rest of the gold plan (`remaining`) and the successful calls so far (`history`);
     `domain` must be a key of `WRITE_TOOLS`."""
     if not isinstance(action, Action):
         return judgement(True, "parse", "the action could not be parsed")
