@@ -44,10 +44,12 @@ format: setup
 bench: setup  ## rollout throughput of the engine against a naive loop
 	$(BIN)/python tools/bench_rollout.py
 
-critic-pipeline: setup  ## tiny models: mine critic data, fine-tune a critic, supervise with it
+critic-pipeline: setup  ## tiny models: mine critic data, fine-tune a critic, calibrate it, supervise with it
 	$(BIN)/lightning-asym predict --config configs/critic/datagen_tiny.yaml
 	$(BIN)/lightning-asym fit --config configs/critic/sft_tiny.yaml --data.init_args.path data/critic_tiny \
 		--model.init_args.save_dir runs/critic_pipeline/critic
+	$(BIN)/lightning-asym validate --config configs/critic/sft_tiny.yaml --data.init_args.path data/critic_tiny \
+		--data.init_args.val_split inloop --model.init_args.model runs/critic_pipeline/critic
 	$(BIN)/lightning-asym test --config configs/critic/test_tiny.yaml \
 		--model.init_args.reviewer.init_args.backend runs/critic_pipeline/critic
 
