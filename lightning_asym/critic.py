@@ -101,6 +101,17 @@ class CriticModule(AdaptsToEnv, LightningModule):
 
         return export_critic(self, path, training)
 
+    @classmethod
+    def from_export(cls, path: Any, **overrides: Any) -> CriticModule:
+        """The critic a `CriticModule.export` directory holds: trunk, tokenizer, value head and
+        reading options (`overrides` replace options, e.g. `max_length`)."""
+        from lightning_asym.export import read_critic
+
+        options, head = read_critic(path)
+        critic = cls(model=str(path), **{**options, **overrides})
+        critic.value_head.load_state_dict(head)
+        return critic.eval()
+
     # ------------------------------------------------------------------ text view
     def view(self, traj: Trajectory, privileged: str = "") -> tuple[list[int], list[int]]:
         """Critic token ids of `traj` and the index of the last token of each state s_0..s_T."""

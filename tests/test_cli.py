@@ -122,7 +122,7 @@ def test_cli_fit_critic_warmup_trains_only_the_critic_first(tmp_path):
 
     run_cli(
         "fit", "--config", str(CONF / "fit_tiny.yaml"), "--trainer.max_steps", "3",
-        "--model.init_args.critic_warmup_steps", "2", cwd=tmp_path,
+        "--model.init_args.phases.critic_warmup_steps", "2", cwd=tmp_path,
     )  # fmt: skip
     (run,) = (tmp_path / "runs" / "fit_tiny").iterdir()
     states = [
@@ -159,11 +159,11 @@ def test_cli_fit_warns_when_every_turn_is_cut_off(tmp_path):
     # the mask on there is nothing to learn from, and the user is told what to change
     proc = run_cli(
         "fit", "--config", str(CONF / "fit_tiny.yaml"), "--trainer.max_steps", "1",
-        "--model.init_args.mask_truncated_turns", "true",
+        "--model.init_args.ppo.mask_truncated_turns", "true",
         "--model.init_args.actor.init_args.sampling.max_new_tokens", "3", cwd=tmp_path,
     )  # fmt: skip
     out = proc.stdout + proc.stderr
-    assert "ran to sampling.max_new_tokens" in out and "model.mask_truncated_turns: false" in out
+    assert "ran to sampling.max_new_tokens" in out and "model.init_args.ppo.mask_truncated_turns: false" in out
     (run,) = (tmp_path / "runs" / "fit_tiny").iterdir()
     assert json.loads((run / "metrics.json").read_text())["train/truncated_turns"] == 1.0
 

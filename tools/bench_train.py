@@ -76,7 +76,7 @@ def bare_loop(
         T = max(t.num_turns for t in trajs)
         with torch.no_grad():
             old, _ = logp(torch.arange(B))
-            values, _ = critic.values(trajs)
+            values, _ = critic.values(trajs, [t.privileged for t in trajs])
             rewards = torch.zeros(B, T)
             mask = torch.zeros(B, T)
             for i, t in enumerate(trajs):
@@ -112,7 +112,8 @@ def bare_loop(
                 ratio = (new - old[sel]).exp()
                 a = flat_adv[sel]
                 pl = -torch.min(ratio * a, ratio.clamp(1 - clip, 1 + clip) * a).mean()
-                vals, _ = critic.values([trajs[r] for r in rows.tolist()])
+                sub = [trajs[r] for r in rows.tolist()]
+                vals, _ = critic.values(sub, [t.privileged for t in sub])
                 m = mask[rows]
                 vv = vals[:, :T] * m
                 vc = v[rows] + (vv - v[rows]).clamp(-clip, clip)
@@ -133,6 +134,7 @@ def module_steps(actor, critic, env, trajs, steps):
     from torch.utils.data import DataLoader
 
     from lightning_asym.jobs import AsymmetricActorCritic
+    from lightning_asym.jobs.ppo_args import OptimArgs, PPOArgs
 
     class Fixed(LightningDataModule):
         def __init__(self):
@@ -152,7 +154,10 @@ def module_steps(actor, critic, env, trajs, steps):
             self.times.append(time.perf_counter() - self.t0)
 
     module = AsymmetricActorCritic(
-        actor, critic, ppo_epochs=2, minibatch_size=8, actor_lr=1e-3, critic_lr=3e-3
+        actor,
+        critic,
+        ppo=PPOArgs(epochs=2, minibatch_size=8, mask_truncated_turns=False),  # the bare loop masks nothing
+        optim=OptimArgs(actor_lr=1e-3, critic_lr=3e-3),
     )
     clock = Clock()
     trainer = Trainer(

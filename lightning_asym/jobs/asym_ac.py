@@ -3,24 +3,31 @@
 Each training step pulls one batch of fresh episodes from the data module (generated with
 the current weights at that moment), then:
 
-1. the critic scores every state s_0..s_T in its own tokens (privileged if configured);
+1. the critic scores every state s_0..s_T in its own tokens (privileged if configured: the
+   text each trajectory recorded when its episode started, `Trajectory.privileged`);
 2. turn-level GAE turns the episode's rewards, usually one at the end, into an advantage per
    turn; each generated token of a turn inherits its turn's advantage;
 3. several PPO epochs over minibatches of episodes update the actor (clipped policy loss,
    entropy bonus, optional KL to the initial weights) and the critic (clipped value loss),
    each with its own optimiser and learning rate.
 
-With `clone_steps: N` and a `demonstrator` (a scripted policy), the first N steps clone the
-demonstrator instead (log-likelihood of its actions in the actor's own tokens), and the
-critic fits the demonstrator's returns: a tiny random actor learns the action format there,
-and PPO takes over from it. Those returns are the demonstrator's, not the actor's: with
-`critic_warmup_steps: K` the next K steps fit only the critic, on the actor's own episodes,
-so PPO's first advantages come from values of the policy being trained. (Without it a critic
-that learned "every episode succeeds" from an expert gives each of the actor's final turns a
-large negative advantage, and PPO quickly learns never to finish an episode.)
+`phase()` says what a step does (`ppo_args.PhaseArgs`). With `phases.clone_steps: N` and a
+`demonstrator` (a scripted policy), the first N steps clone the demonstrator instead
+(log-likelihood of its actions in the actor's own tokens; its episodes are logged as
+`train/demo_return` and `train/demo_success`), and the critic fits the demonstrator's returns: a
+tiny random actor learns the action format there, and PPO takes over from it. Those returns
+are the demonstrator's, not the actor's: with `phases.critic_warmup_steps: K` the next K steps
+fit only the critic, on the actor's own episodes, so PPO's first advantages come from values of
+the policy being trained. (Without it a critic that learned "every episode succeeds" from an
+expert gives each of the actor's final turns a large negative advantage, and PPO quickly
+learns never to finish an episode.)
 
 With `advantage: grpo` or `rloo` the critic is not used: the baseline is the mean reward of
 the other episodes of the same task in the batch (set the data module's `group_size`).
+
+Checkpoints carry the run's model config as hyperparameters, so
+`AsymmetricActorCritic.load_from_checkpoint(ckpt)` rebuilds the module, and `export(dir)` writes
+the actor and the critic as plain transformers directories (`tools/export.py`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -41,96 +50,97 @@ from lightning_asym.actor import ActorModule
 from lightning_asym.backends.scripted import ScriptedBackend, ScriptedPolicy
 from lightning_asym.critic import CriticModule
 from lightning_asym.jobs.contracts import HasEnv
+from lightning_asym.jobs.ppo_args import Advantage, OptimArgs, Phase, PhaseArgs, PPOArgs, as_args
+from lightning_asym.jobs.ppo_card import EnvCorpus, training_card, training_record
 from lightning_asym.types import Trajectory
-
-ADVANTAGES = ("gae", "grpo", "rloo")
 
 
 class AsymmetricActorCritic(LightningModule):
     """Train `actor` by PPO with turn-level advantages from `critic`.
 
     Args:
-        actor: the trainable actor (`model.actor.class_path` in YAML).
-        critic: the value critic (`model.critic.class_path`); None with `advantage: grpo|rloo`.
-        advantage: `gae` (critic), `grpo` or `rloo` (critic-free group baselines).
-        gamma / lam: discount and GAE lambda over turns.
-        clip_eps: PPO ratio clip; value_clip: clip of the value update (None = unclipped).
-        ppo_epochs: passes over each rollout batch; minibatch_size: episodes per update.
-        actor_lr / critic_lr: learning rates of the two AdamW optimisers.
-        weight_decay: AdamW weight decay for both.
-        max_grad_norm: gradient clipping per model (0 = none).
-        whiten_advantages: normalise advantages over the batch's generated tokens.
+        actor: the trainable actor (`model.init_args.actor`, an `ActorModule`).
+        critic: the value critic (`model.init_args.critic`, a `CriticModule`); null with
+            `advantage: grpo` or `rloo`.
+        advantage: where advantages come from: `gae` (turn-level GAE from the critic), `grpo`
+            or `rloo` (critic-free group baselines over the data module's `group_size`).
+        demonstrator: a scripted policy the actor clones during `phases.clone_steps`.
+        ppo: the PPO update of each rollout batch (clip, epochs, minibatches, GAE).
+        optim: the actor's and the critic's AdamW optimisers.
+        phases: behaviour cloning and critic warm-up before PPO.
         seed: seeds the minibatch order (with the step number).
-        demonstrator: a scripted policy to clone during the first `clone_steps` steps.
-        clone_steps: behaviour-cloning steps before PPO (needs `demonstrator`).
-        clone_lr: the actor's learning rate while cloning (default: `actor_lr`).
-        critic_warmup_steps: steps after cloning that train only the critic, on the actor's
-            own episodes (no effect without a critic).
-        mask_truncated_turns: take no policy loss on a turn cut off by `max_new_tokens` (as
-            DAPO's overlong filtering). Such a turn is no well-formed action, and its tokens,
-            sampled far off the policy's usual path, otherwise dominate the gradient of a
-            small model and can wreck it within a few updates.
     """
 
     def __init__(
         self,
         actor: ActorModule,
         critic: CriticModule | None = None,
-        advantage: str = "gae",
-        gamma: float = 1.0,
-        lam: float = 0.95,
-        clip_eps: float = 0.2,
-        value_clip: float | None = 0.2,
-        ppo_epochs: int = 2,
-        minibatch_size: int = 4,
-        actor_lr: float = 1e-4,
-        critic_lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        max_grad_norm: float = 1.0,
-        whiten_advantages: bool = True,
-        seed: int = 0,
+        advantage: Advantage = "gae",
         demonstrator: ScriptedPolicy | None = None,
-        clone_steps: int = 0,
-        clone_lr: float | None = None,
-        critic_warmup_steps: int = 0,
-        mask_truncated_turns: bool = True,
+        ppo: PPOArgs = PPOArgs(),  # noqa: B008  (frozen in use: never mutated)
+        optim: OptimArgs = OptimArgs(),  # noqa: B008
+        phases: PhaseArgs = PhaseArgs(),  # noqa: B008
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        if advantage not in ADVANTAGES:
-            raise ValueError(f"model.advantage must be one of {ADVANTAGES}, got {advantage!r}")
+        if advantage not in get_args(Advantage):
+            raise ValueError(
+                f"model.init_args.advantage must be one of {get_args(Advantage)}, got {advantage!r}"
+            )
         if advantage == "gae" and critic is None:
-            raise ValueError("model.advantage: gae needs model.critic; use grpo or rloo to train without one")
-        if critic_warmup_steps < 0:
-            raise ValueError(f"model.critic_warmup_steps must be >= 0, got {critic_warmup_steps}")
-        if ppo_epochs < 1 or minibatch_size < 1:
-            raise ValueError("model.ppo_epochs and model.minibatch_size must be >= 1")
+            raise ValueError(
+                "model.init_args.advantage: gae needs model.init_args.critic; use grpo or rloo to train without one"
+            )
+        self.ppo = as_args(PPOArgs, ppo, "ppo")
+        self.optim = as_args(OptimArgs, optim, "optim")
+        self.phases = as_args(PhaseArgs, phases, "phases")
+        if self.phases.clone_steps and demonstrator is None:
+            raise ValueError(
+                "model.init_args.phases.clone_steps needs model.init_args.demonstrator (a scripted policy to clone)"
+            )
+        self._save_hparams(advantage=advantage, seed=seed)
         self.actor = actor
         self.critic = critic if advantage == "gae" else None
         self.advantage = advantage
-        self.gamma, self.lam, self.clip_eps, self.value_clip = gamma, lam, clip_eps, value_clip
-        self.ppo_epochs, self.minibatch_size = ppo_epochs, minibatch_size
-        self.actor_lr, self.critic_lr, self.weight_decay = actor_lr, critic_lr, weight_decay
-        self.max_grad_norm, self.whiten_advantages, self.seed = max_grad_norm, whiten_advantages, seed
-        if clone_steps and demonstrator is None:
-            raise ValueError("model.clone_steps needs model.demonstrator (a scripted policy to clone)")
-        self.clone_steps = clone_steps
-        self.clone_lr = clone_lr if clone_lr is not None else actor_lr
-        self.critic_warmup_steps = critic_warmup_steps
-        self.mask_truncated_turns = mask_truncated_turns
+        self.seed = seed
         self._warned_all_cut = False
         self._demo = ScriptedBackend(policy=demonstrator) if demonstrator is not None else None
+        self._corpus: list[str] | None = None  # the env texts tiny tokenizers were trained on
+        self._trained: dict[str, Any] = {}  # what a loaded checkpoint says about its training
         self.automatic_optimization = False
         self.val_success, self.val_reward = MeanMetric(), MeanMetric()
 
+    def _save_hparams(self, **plain: Any) -> None:
+        """Save hyperparameters that `load_from_checkpoint` can rebuild the module from."""
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+        if _given_hyperparameters.get() is not None:
+            # LightningCLI is building the module and hands over the run's model config, the
+            # components as class_path/init_args: checkpoints then rebuild the whole module
+            self.save_hyperparameters()
+        else:
+            # built in Python the components are objects, whose weights are in the state dict
+            # anyway: pass them again, `load_from_checkpoint(ckpt, actor=..., critic=...)`
+            groups = {"ppo": asdict(self.ppo), "optim": asdict(self.optim), "phases": asdict(self.phases)}
+            self.save_hyperparameters({**plain, **groups})
+
     # ------------------------------------------------------------------ wiring
+    def phase(self, step: int | None = None) -> Phase:
+        """What training step `step` (default: the current `global_step`) does."""
+        step = self.global_step if step is None else step
+        return self.phases.phase(step, has_critic=self.critic is not None)
+
     def setup(self, stage: str) -> None:
         # tiny models may train their tokenizer on the env's texts; done before optimisers
         # are built and before a checkpoint is restored
         dm = self.trainer.datamodule if self._trainer is not None else None
         if isinstance(dm, HasEnv):
-            self.actor.adapt_to_env(dm.env)
-            if self.critic is not None:
-                self.critic.adapt_to_env(dm.env)
+            modules = [m for m in (self.actor, self.critic) if m is not None]
+            # kept for checkpoints, so load_from_checkpoint rebuilds the same tokenizers without the env
+            if self._corpus is None and any(m.corpus_from_env for m in modules):
+                self._corpus = list(dm.env.corpus())
+            for m in modules:
+                m.adapt_to_env(dm.env)
 
     def on_fit_start(self) -> None:
         if "16-mixed" == str(self.trainer.precision):
@@ -142,84 +152,97 @@ class AsymmetricActorCritic(LightningModule):
     def rollout_policy(self, stage: str) -> tuple[Any, None]:
         """Who plays the data module's episodes: the demonstrator for training batches while
         cloning, the actor otherwise; PPO trains without a reviewer."""
-        if stage == "train" and self.global_step < self.clone_steps:
+        if stage == "train" and self.phase() is Phase.CLONE:
             return self._demo, None
         return self.actor.backend, None
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         def adamw(module: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
             params = [p for p in module.parameters() if p.requires_grad]
-            return torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=self.optim.weight_decay)
 
-        opts = [adamw(self.actor.model, self.actor_lr)]
+        opts = [adamw(self.actor.model, self.optim.actor_lr)]
         if self.critic is not None:
-            opts.append(adamw(self.critic, self.critic_lr))
+            opts.append(adamw(self.critic, self.optim.critic_lr))
         return opts
-
-    def _privileged(self, trajs: list[Trajectory]) -> list[str]:
-        dm = self.trainer.datamodule
-        return [dm.env.privileged(dm.env.get_task(t.split, t.task_id)) for t in trajs]
 
     # ------------------------------------------------------------------ training
     def training_step(self, dataloader_iter: Iterator) -> None:
+        self._forget_last_step_metrics()
+        phase = self.phase()
         t0 = time.perf_counter()
         trajs, _, _ = next(dataloader_iter)
         rollout_s = time.perf_counter() - t0
-        cloning = self.global_step < self.clone_steps
         actor_opt = self.optimizers()[0] if isinstance(self.optimizers(), list) else self.optimizers()
+        clone_lr = self.phases.clone_lr if self.phases.clone_lr is not None else self.optim.actor_lr
         for group in actor_opt.param_groups:
-            group["lr"] = self.clone_lr if cloning else self.actor_lr
-        if cloning:
+            group["lr"] = clone_lr if phase is Phase.CLONE else self.optim.actor_lr
+        if phase is Phase.CLONE:
             return self._clone_step(trajs, rollout_s)
-        if self.clone_steps and self.global_step == self.clone_steps:
+        if self.global_step > 0 and self.phase(self.global_step - 1) is Phase.CLONE:
             # the KL anchor is the policy cloning produced, not the random initial weights
             # (a resumed run gets the anchor back from the checkpoint's state dict)
             self.actor.reset_reference()
-        # after cloning, the critic may first learn the actor's own values while the actor waits
-        train_actor = self.critic is None or self.global_step >= self.clone_steps + self.critic_warmup_steps
-        tokens = self.actor.tokens(trajs, mask_truncated=self.mask_truncated_turns)
-        if self.mask_truncated_turns and not bool(tokens.gen_mask.any()) and not self._warned_all_cut:
+        # in critic warm-up the critic learns the actor's own values while the actor waits
+        train_actor = phase is Phase.PPO
+        ppo = self.ppo
+        tokens = self.actor.tokens(trajs, mask_truncated=ppo.mask_truncated_turns)
+        if ppo.mask_truncated_turns and not bool(tokens.gen_mask.any()) and not self._warned_all_cut:
             self._warned_all_cut = True
             rank_zero_warn(
                 "every turn of this rollout batch ran to sampling.max_new_tokens without an end "
-                "token, and model.mask_truncated_turns takes no policy loss on such turns, so the "
-                "actor does not learn from it. Raise model.actor.init_args.sampling.max_new_tokens, "
-                "clone a demonstrator first (model.clone_steps), or set "
-                "model.mask_truncated_turns: false."
+                "token, and model.init_args.ppo.mask_truncated_turns takes no policy loss on such turns, "
+                "so the actor does not learn from it. Raise model.actor.init_args.sampling.max_new_tokens, "
+                "clone a demonstrator first (model.init_args.phases.clone_steps), or set "
+                "model.init_args.ppo.mask_truncated_turns: false."
             )
         with torch.no_grad():
             # the actor's forward pass is needed only when the actor is updated
             old_logprobs = self.actor.token_logprobs(tokens)[0] if train_actor else None
             turn_adv, returns, old_values, turn_mask = self._advantages(trajs)
         adv = rl.broadcast_turns_to_tokens(turn_adv, tokens.turn_index, tokens.gen_mask)
-        if self.whiten_advantages:
+        if ppo.whiten_advantages:
             adv = rl.masked_whiten(adv, tokens.gen_mask.float())
-        stats: dict[str, list[torch.Tensor]] = {}
+        # per statistic: each minibatch's value and how many tokens or turns it was taken over
+        stats: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         n = len(trajs)
         # minibatch order from the step number alone, so a resumed run replays it exactly
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
         updates = [
             rows
-            for _ in range(self.ppo_epochs)
-            for rows in torch.randperm(n, generator=gen).split(self.minibatch_size)
+            for _ in range(ppo.epochs)
+            for rows in torch.randperm(n, generator=gen).split(ppo.minibatch_size)
         ]
         for u, rows in enumerate(updates):
             mb = tokens.select(rows)
             width = mb.input_ids.shape[1]
+            s: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
             if old_logprobs is not None:
-                loss, s = self.actor.loss(mb, old_logprobs[rows, :width], adv[rows, :width], self.clip_eps)
+                loss, a = self.actor.loss(mb, old_logprobs[rows, :width], adv[rows, :width], ppo.clip_eps)
+                s.update({k: (v, mb.gen_mask.sum()) for k, v in a.items()})
             else:
-                loss, s = torch.zeros((), device=self.device), {}
+                loss = torch.zeros((), device=self.device)
             if self.critic is not None:
                 vloss, vs = self._value_loss(
                     [trajs[i] for i in rows.tolist()], old_values[rows], returns[rows], turn_mask[rows]
                 )
                 loss = loss + vloss
-                s.update(vs)
+                s.update({k: (v, turn_mask[rows].sum()) for k, v in vs.items()})
             self._update(loss, last=u == len(updates) - 1)
-            for k, v in s.items():
-                stats.setdefault(k, []).append(v.detach().float())
+            for k, (v, count) in s.items():
+                values, counts = stats.setdefault(k, ([], []))
+                values.append(v.detach().float())
+                counts.append(count.detach().float())
         self._log_train(trajs, tokens, stats, returns, old_values, turn_mask, rollout_s)
+
+    def _forget_last_step_metrics(self) -> None:
+        """Log only what this step measures. Lightning keeps a step metric in its results until
+        the epoch ends and logs it again at every later step, frozen at its last value; the train
+        stream is one endless epoch, so `train/bc_loss` went on after cloning, and a statistic a
+        step could not measure would repeat the previous step's."""
+        results = self.trainer._results if self._trainer is not None else None
+        if results is not None:
+            results.reset(metrics=False, fx="training_step")
 
     def _update(self, loss: torch.Tensor, last: bool) -> None:
         """Backward, clip and step both optimisers. Lightning counts every LightningOptimizer.step
@@ -231,8 +254,10 @@ class AsymmetricActorCritic(LightningModule):
             opt.zero_grad()
         self.manual_backward(loss)
         for k, opt in enumerate(opts):
-            if self.max_grad_norm > 0:
-                self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+            if self.optim.max_grad_norm > 0:
+                self.clip_gradients(
+                    opt, gradient_clip_val=self.optim.max_grad_norm, gradient_clip_algorithm="norm"
+                )
             if k == 0 and last:
                 opt.step()
             else:
@@ -256,8 +281,9 @@ class AsymmetricActorCritic(LightningModule):
         self._update(loss, last=True)
         log = {f"train/{k}": v for k, v in stats.items()}
         n = len(trajs)
-        log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
-        log["train/success"] = torch.tensor(sum(t.success for t in trajs) / n)
+        # the demonstrator's episodes, not the actor's: named apart so the actor's curves start at PPO
+        log["train/demo_return"] = torch.tensor(sum(t.reward for t in trajs) / n)
+        log["train/demo_success"] = torch.tensor(sum(t.success for t in trajs) / n)
         self.log_dict(log, on_step=True, on_epoch=False, batch_size=n)
 
     def _advantages(self, trajs: list[Trajectory]) -> tuple[torch.Tensor, ...]:
@@ -283,13 +309,15 @@ class AsymmetricActorCritic(LightningModule):
             torch.zeros_like(last, dtype=values.dtype),
         )
         state_values = values[:, :T] * mask
-        adv, returns = rl.turn_gae(rewards, state_values, mask, bootstrap, self.gamma, self.lam)
+        adv, returns = rl.turn_gae(rewards, state_values, mask, bootstrap, self.ppo.gamma, self.ppo.lam)
         return adv, returns, state_values, mask
 
     def _critic_values(self, trajs: list[Trajectory], width: int) -> torch.Tensor:
         """V(s_0..) of each trajectory, zero-padded or cut to `[B, width]` (a minibatch's longest
-        episode may be shorter than the batch's)."""
-        values, _ = self.critic.values(trajs, self._privileged(trajs) if self.critic.privileged else None)
+        episode may be shorter than the batch's). A privileged critic reads the text each
+        episode recorded when it started."""
+        privileged = [t.privileged for t in trajs] if self.critic.privileged else None
+        values, _ = self.critic.values(trajs, privileged)
         if values.shape[1] >= width:
             return values[:, :width]
         return torch.nn.functional.pad(values, (0, width - values.shape[1]))
@@ -298,13 +326,21 @@ class AsymmetricActorCritic(LightningModule):
         self, trajs: list[Trajectory], old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         values = self._critic_values(trajs, mask.shape[1])
-        loss, stats = rl.clipped_value_loss(values, old_values, returns, mask, self.value_clip)
+        loss, stats = rl.clipped_value_loss(values, old_values, returns, mask, self.ppo.value_clip)
         return loss, {"value_loss": loss.detach(), **stats}
 
     def _log_train(self, trajs, tokens, stats, returns, values, mask, rollout_s) -> None:
         n = len(trajs)
-        log = {f"train/{k}": torch.stack(v).mean() for k, v in stats.items()}
-        log["train/kl"] = log.pop("train/kl_ref", log.get("train/approx_kl", torch.tensor(0.0)))
+        # a minibatch without a valid token (every turn cut off) says nothing about the ratio or
+        # the KL: it is left out of each statistic, and a statistic no minibatch measured is not logged
+        log = {
+            f"train/{k}": rl.nonempty_mean(torch.stack(v), torch.stack(c))
+            for k, (v, c) in stats.items()
+            if bool((torch.stack(c) > 0).any())
+        }
+        kl = log.pop("train/kl_ref", log.get("train/approx_kl"))
+        if kl is not None:
+            log["train/kl"] = kl
         log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
         log["train/success"] = torch.tensor(sum(t.success for t in trajs) / n)
         log["train/turns"] = torch.tensor(sum(t.num_turns for t in trajs) / n)
@@ -345,7 +381,7 @@ class AsymmetricActorCritic(LightningModule):
             logger.log_metrics(metrics, step=0)
         self.initial_val = metrics
 
-    # ------------------------------------------------------------------ exact resume
+    # ------------------------------------------------------------------ checkpoints and export
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # plain types only: Lightning loads checkpoints with weights_only=True
         kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -354,6 +390,9 @@ class AsymmetricActorCritic(LightningModule):
             "python": random.getstate(),
             "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
         }
+        if self._corpus is not None:
+            checkpoint["env_corpus"] = self._corpus
+        checkpoint["training"] = training_record(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("rng")
@@ -362,3 +401,22 @@ class AsymmetricActorCritic(LightningModule):
             random.setstate(rng["python"])
             kind, keys, pos, has_gauss, cached = rng["numpy"]
             np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+        # without a trainer (load_from_checkpoint) tiny tokenizers trained on the env's texts are
+        # rebuilt from the texts the checkpoint kept, before its weights are loaded; in a resumed
+        # fit setup() has done it already and this does nothing
+        if checkpoint.get("env_corpus") is not None:
+            self._corpus = list(checkpoint["env_corpus"])
+            for m in (self.actor, self.critic):
+                if m is not None:
+                    m.adapt_to_env(EnvCorpus(self._corpus))
+        self._trained = dict(checkpoint.get("training") or {})
+
+    def export(self, path: str | Path) -> dict[str, Path]:
+        """Write the actor to `path/actor` and the critic (if any) to `path/critic`, each a plain
+        transformers directory with its tokenizer and a README.md model card."""
+        path = Path(path)
+        card = training_card(self, training_record(self))
+        out = {"actor": self.actor.export(path / "actor", card)}
+        if self.critic is not None:
+            out["critic"] = self.critic.export(path / "critic", card)
+        return out
