@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from lightning import Trainer
 
-from lightning_asym.datagen import ApproveAll, CriticExampleWriter
+from lightning_asym.datagen import ApproveAll, CriticExampleWriter, DataGenProgressBar
 from lightning_asym.envs.retail import RetailEnv
 from lightning_asym.envs.retail.oracle import NoisyOracleBackend
 from lightning_asym.jobs import CriticDataGen, CriticTaskData
@@ -36,13 +36,15 @@ class CrashAfter(CriticExampleWriter):
         super()._append_ledger(line)
 
 
-def _predict(out: Path, writer: CriticExampleWriter | None = None) -> None:
+def _predict(
+    out: Path, writer: CriticExampleWriter | None = None, bar: DataGenProgressBar | None = None
+) -> None:
     writer = writer or CriticExampleWriter(str(out), val_fraction=0.5)
     trainer = Trainer(
         accelerator="cpu",
         logger=False,
-        enable_progress_bar=False,
-        callbacks=[writer],
+        enable_progress_bar=bar is not None,
+        callbacks=[writer, bar] if bar is not None else [writer],
         enable_model_summary=False,
     )
     model = CriticDataGen(NoisyOracleBackend(error_rate=ERROR), trials=1, branch_rollouts=0, inloop_trials=2)
@@ -94,9 +96,13 @@ def test_inloop_tasks_resume_after_a_kill(reference, tmp_path):
     out = tmp_path / "critic"
     with pytest.raises(RuntimeError, match="simulated kill"):
         _predict(out, writer=CrashAfter(str(out), n=4))  # dies in the second batch, an in-loop task
-    _predict(out)
+    bar = DataGenProgressBar()
+    _predict(out, bar=bar)
     for name in ("inloop.jsonl", "train.jsonl", "validation.jsonl"):
         assert (out / name).read_text() == (reference / name).read_text(), name
+    # the bar counts in-loop tasks apart, so the hard rate stays the mined tasks' own
+    assert (bar.counts["tasks"], bar.counts["inloop"]) == (2, 4)
+    assert bar.predict_description.endswith("· in-loop 4")
 
 
 def test_inloop_split_must_not_be_the_training_split():

@@ -13,12 +13,14 @@ from typing import Any
 from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import RichProgressBar
 
+from lightning_asym.datagen.inloop import INLOOP
 from lightning_asym.datagen.selfplay import TaskResult
 from lightning_asym.datagen.writer import find_writer
 
 
 class DataGenProgressBar(RichProgressBar):
-    """`RichProgressBar` whose predict bar reads `datagen: tasks N · examples M · hard P%`.
+    """`RichProgressBar` whose predict bar reads `datagen: tasks N · examples M · hard P%`
+    (and `· in-loop K` once in-loop tasks were played; they count apart from the mined tasks).
 
     Args:
         refresh_rate: refreshes per second (0 disables the bar).
@@ -27,25 +29,28 @@ class DataGenProgressBar(RichProgressBar):
 
     def __init__(self, refresh_rate: int = 1, leave: bool = True) -> None:
         super().__init__(refresh_rate=refresh_rate, leave=leave)
-        self.counts = {"tasks": 0, "examples": 0, "hard": 0}
+        self.counts = {"tasks": 0, "examples": 0, "hard": 0, "inloop": 0}
 
     @property
     def predict_description(self) -> str:
         return self.describe(**self.counts)
 
     @staticmethod
-    def describe(tasks: int, examples: int, hard: int) -> str:
+    def describe(tasks: int, examples: int, hard: int, inloop: int = 0) -> str:
         rate = hard / tasks if tasks else 0.0
-        return f"datagen: tasks {tasks} · examples {examples} · hard {rate:.0%}"
+        text = f"datagen: tasks {tasks} · examples {examples} · hard {rate:.0%}"
+        return text + (f" · in-loop {inloop}" if inloop else "")
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_predict_start(trainer, pl_module)
         writer = find_writer(trainer)
         done = writer.done.values() if writer is not None else []
+        mined = [d for d in done if not d.get(INLOOP)]
         self.counts = {
-            "tasks": len(done),
-            "examples": sum(int(d.get("examples", 0)) for d in done),
-            "hard": sum(bool(d.get("hard")) for d in done),
+            "tasks": len(mined),
+            "examples": sum(int(d.get("examples", 0)) for d in mined),
+            "hard": sum(bool(d.get("hard")) for d in mined),
+            "inloop": sum(bool(d.get(INLOOP)) for d in done),
         }
 
     def on_predict_batch_end(
@@ -58,7 +63,9 @@ class DataGenProgressBar(RichProgressBar):
         dataloader_idx: int = 0,
     ) -> None:
         for r in outputs or []:
-            if isinstance(r, TaskResult):
+            if isinstance(r, TaskResult) and r.info.get(INLOOP):
+                self.counts["inloop"] += 1
+            elif isinstance(r, TaskResult):
                 self.counts["tasks"] += 1
                 self.counts["examples"] += len(r.examples)
                 self.counts["hard"] += int(r.hard)
