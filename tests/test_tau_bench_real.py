@@ -212,3 +212,32 @@ def test_check_action_after_a_failed_lookup_and_skipped_reads():
     assert e.check_action(write) == {"deviation": False, "rule": None, "violation": None}  # reads skipped
     e.step(write)
     assert e.plan() == reads  # only the skipped reads remain
+
+
+def test_tau_llm_user_of_another_provider_goes_through_litellm(monkeypatch):
+    import types
+
+    from lightning_asym.types import Task
+
+    calls = []
+
+    def completion(**kw):
+        calls.append(kw)
+        message = types.SimpleNamespace(content="Hello there.")
+        return types.SimpleNamespace(choices=[types.SimpleNamespace(message=message)])
+
+    monkeypatch.setitem(sys.modules, "litellm", types.SimpleNamespace(completion=completion))
+    monkeypatch.setenv("ANTHROPIC_KEY_X", "k")
+    user = TauLLMUser(model="claude-x", provider="anthropic", api_key_env="ANTHROPIC_KEY_X", max_tokens=50)
+    assert user.reset(Task(id="t", split="test", instruction="You are Bo.")) == "Hello there."
+    (kw,) = calls
+    assert (kw["model"], kw["custom_llm_provider"], kw["api_key"], kw["max_tokens"]) == (
+        "claude-x",
+        "anthropic",
+        "k",
+        50,
+    )
+    assert "You are Bo." in kw["messages"][0]["content"] and "api_base" not in kw
+    monkeypatch.setitem(sys.modules, "litellm", None)
+    with pytest.raises(ImportError, match="pip install litellm"):
+        user.respond("Hi")
