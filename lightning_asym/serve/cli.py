@@ -30,8 +30,9 @@ class ProxyServer:
         actor: the upstream actor, an `OpenAIBackend` to any OpenAI-compatible endpoint. Its key
             is read from its `api_key_env`; clients' keys are never forwarded.
         reviewer: any `Reviewer` (`GenerativeCritic`, `RetailRuleCritic`, ...).
-        supervision: revision budget and fallback (`privileged` has no effect: requests carry
-            no privileged information).
+        supervision: revision budget and fallback (default: 2 revisions, then `block`, so only
+            approved actions ever reach the client; `last`/`first` send an unapproved proposal).
+            `privileged` has no effect: requests carry no privileged information.
         limits: request size, message and tool limits, concurrency cap, timeout.
         host: address to bind; 127.0.0.1 (this machine only) unless you mean to expose it.
         port: TCP port.
@@ -79,7 +80,7 @@ class ProxyServer:
         self.proxy = SupervisedProxy(
             actor,
             reviewer,
-            supervision or SupervisionConfig(),
+            supervision or SupervisionConfig(fallback="block"),
             self.metrics,
             task_data=task_data,
             review_concurrency=review_concurrency,
