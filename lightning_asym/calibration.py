@@ -16,6 +16,9 @@ actions the critic turns from wrong to right, net, per reviewed proposal, is
 and `choose` takes the threshold that maximises it (`criterion="gain"`), or the F-beta score
 (`criterion="f_beta"`). Raising no alarm at all has gain 0, so a critic that cannot beat that
 gets the threshold that revises nothing. Ties go to the higher threshold (fewer interventions).
+An alarm pays when its precision exceeds `misled_prob / (fix_prob + misled_prob)` (0.27 by
+default); the threshold is read off the curve rather than set there because a P(revise) learned
+on balanced data is not calibrated to the loop's much lower rate of faulty proposals.
 
 The curve's thresholds are cut points between consecutive distinct scores (the midpoint), so
 `p >= t` and `p > t` give the same alarms on the calibration data, and a float-level difference
