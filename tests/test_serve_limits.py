@@ -203,3 +203,19 @@ def test_malformed_upstream_output(tmp_path):
     assert "upstream actor failed" in assert_openai_error(status, body, 502)
     statuses = [t.info["status"] for t in read_jsonl(tmp_path / "audit.jsonl", Trajectory)]
     assert statuses == ["ok", "malformed", "upstream_error"]
+
+
+class BrokenReviewer:
+    def review(self, requests):
+        raise RuntimeError("critic model ran out of memory")
+
+
+def test_a_failing_reviewer_is_a_502_naming_the_reviewer(tmp_path):
+    with FakeUpstream() as up, running(make_server(up, tmp_path, BrokenReviewer())) as base:
+        status, _, body = chat(base, USER)
+        healthy = call(f"{base}/health")
+    message = assert_openai_error(status, body, 502)
+    assert "the reviewer failed" in message and "out of memory" in message
+    assert body["error"]["code"] == "reviewer_error" and healthy[0] == 200
+    (traj,) = read_jsonl(tmp_path / "audit.jsonl", Trajectory)
+    assert traj.info["status"] == "reviewer_error" and traj.info["http_status"] == 502
