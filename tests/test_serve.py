@@ -36,7 +36,9 @@ def revising_upstream(body: dict) -> Reply:
 def test_approved_reply_goes_out_with_a_summary_and_an_audit_line(tmp_path):
     with FakeUpstream() as up, running(make_server(up, tmp_path)) as base:
         status, headers, body = chat(base, USER)
+        on_disk = (tmp_path / "audit.jsonl").read_text()  # written and flushed before the response
     assert status == 200, body
+    assert body["id"] in on_disk and on_disk.endswith("\n")
     assert body["object"] == "chat.completion"
     (choice,) = body["choices"]
     assert choice["message"] == {"role": "assistant", "content": "ok", "refusal": None}
