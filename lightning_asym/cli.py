@@ -1,27 +1,123 @@
-"""`lightning-asym`: LightningCLI over every module and data module of the package.
+"""`lightning-asym`: LightningCLI over the jobs of `lightning_asym.jobs`.
 
 Any component is swapped in YAML with `class_path`/`init_args`; short class names work
 because importing the package's rooms registers their classes. Every run writes its
-final metrics to `<log_dir>/metrics.json`.
+final metrics to `<log_dir>/metrics.json`. A bad config value or key ends the run with one
+line, `error: <key>: <what is wrong>`, and exit status 2 (`cli_errors`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
+import warnings
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lightning import Callback, LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import lightning_asym.backends  # noqa: F401  (register classes for short class_path names)
 import lightning_asym.envs  # noqa: F401
-import lightning_asym.jobs  # noqa: F401
+import lightning_asym.jobs as jobs
 import lightning_asym.rollout  # noqa: F401
+from lightning_asym.cli_errors import condense, config_error
 from lightning_asym.errors import UserError
+from lightning_asym.progress import AsymProgressBar
+
+DESCRIPTION = (
+    "lightning_asym: asymmetric actor-critic for multi-turn LLM agents. `test` evaluates a fixed "
+    "actor, alone or supervised by a reviewer; `predict` mines critic data from self-play; `fit` "
+    "trains the critic (CriticSFT) or the actor with PPO and a value critic (AsymmetricActorCritic). "
+    "`serve` runs an OpenAI-compatible proxy that lets out only reviewer-approved actions "
+    "(lightning-asym serve --help). Start from a config: lightning-asym fit --config configs/quickstart.yaml"
+)
+VERBS = {
+    "fit": "Train a job: AsymmetricActorCritic (PPO, asymmetric value critic) or CriticSFT (the reviewer).",
+    "validate": "Run a job's validation loop (held-out episodes).",
+    "test": "Evaluate an actor, alone or supervised (SupervisedAgent): success, pass^k, critic rates.",
+    "predict": "Generate critic data from the fixed actor's self-play (CriticDataGen).",
+}
+
+
+class _JobMeta(ABCMeta):
+    """Lists the registered jobs as `Job`'s subclasses, which is what `--help` and short names use."""
+
+    def __subclasses__(cls) -> list[type]:  # type: ignore[override]
+        return list(JOBS)
+
+
+class Job(LightningModule, metaclass=_JobMeta):
+    """What `--model` accepts: a job of `lightning_asym.jobs`, or a subclass of one.
+
+    The jobs stay plain LightningModules (usable without the CLI); the CLI registers the ones it
+    runs, so `--model` no longer offers `ActorModule` or `CriticModule`, the models a job trains.
+    """
+
+    @abstractmethod
+    def _never_instantiated(self) -> None:
+        """Abstract, so `Job` itself is neither offered nor made: it only names the jobs."""
+
+
+JOBS: tuple[type[LightningModule], ...] = tuple(
+    c
+    for c in (getattr(jobs, name) for name in jobs.__all__)
+    if isinstance(c, type) and issubclass(c, LightningModule)
+)
+for _job in JOBS:
+    Job.register(_job)
+
+
+def silence_known_noise() -> None:
+    """The one place where we hide messages we chose not to show, each with its reason."""
+    rules = [
+        # training_step(dataloader_iter) is deliberate: a rollout batch must be generated with the
+        # weights of the step that uses it, so Lightning may not prefetch it (docs/architecture.md)
+        r".*`dataloader_iter` step flavor.*",
+        r".*`dataloader_iter` argument in the `training_step`.*",
+        # FixedRollouts has a length so bars have a total; we load with num_workers=0, the case
+        # where the length is exact
+        r".*`IterableDataset` has `__len__` defined.*",
+        # eval mode on purpose: PPO runs with dropout off, so a resumed run replays the
+        # uninterrupted one bit for bit, and the KL reference policy is frozen
+        r".*module\(s\) in eval mode at the start of training.*",
+        # raised inside Lightning's own pytree helper by newer torch; nothing we call
+        r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+        # peft probes `model.is_gradient_checkpointing` (a deprecated transformers alias)
+        r".*`is_gradient_checkpointing` is deprecated.*",
+    ]
+    for message in rules:
+        warnings.filterwarnings("ignore", message=message)
+    # Lightning advertises its cloud products on every run ("💡 Tip: ...") through this logger
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in tips.filters):
+        tips.addFilter(_NoTips())
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+class AsymArgumentParser(LightningArgumentParser):
+    """A parser whose errors are one line naming the key, not 50 lines of usage first."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        options = list(getattr(parser, "_option_string_actions", {}))
+        sys.stderr.write(f"{prog}: bad command line or config; `{prog} --help` lists the options\n")
+        text = condense(message, options)
+        if text.startswith("model:") and "config" not in text:
+            text += f" (--model takes a job: {', '.join(c.__name__ for c in JOBS)})"
+        sys.stderr.write(f"error: {text}\n")
+        self.exit(2)
 
 
 class MetricsFile(Callback):
@@ -61,7 +157,20 @@ class MetricsFile(Callback):
 
 
 class AsymCLI(LightningCLI):
-    """LightningCLI with our defaults: rich progress bar, TensorBoard under `runs/`, metrics.json."""
+    """LightningCLI with our defaults: a progress bar that counts steps and episodes,
+    TensorBoard under `runs/`, metrics.json, and config errors as one line."""
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except UserError:
+            raise
+        except Exception as e:
+            config = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
+            error = config_error(e, config)
+            if error is None:
+                raise
+            raise error from e
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         configured = [*(config.get("callbacks") or []), *callbacks]
@@ -69,7 +178,7 @@ class AsymCLI(LightningCLI):
         if config.get("enable_progress_bar", True) is not False and not any(
             isinstance(c, ProgressBar) for c in configured
         ):
-            extra.append(RichProgressBar())
+            extra.append(AsymProgressBar())
         return super()._instantiate_trainer(config, [*callbacks, *extra])
 
 
@@ -77,7 +186,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "accelerator": "cpu",
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "runs", "name": "lightning_asym"},
+        # no hp_metric: TensorBoard would show a placeholder -1 next to the real metrics
+        "init_args": {"save_dir": "runs", "name": "lightning_asym", "default_hp_metric": False},
     },
 }
 
@@ -93,15 +203,22 @@ def main(args: list[str] | None = None) -> None:
         from lightning_asym.serve.cli import main as serve_main
 
         return serve_main(argv[1:])
+    silence_known_noise()
     try:
         AsymCLI(
-            LightningModule,
+            Job,
             LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
+            parser_class=AsymArgumentParser,
+            parser_kwargs={
+                "prog": "lightning-asym",
+                "description": DESCRIPTION,
+                **{verb: {"description": text} for verb, text in VERBS.items()},
+            },
             args=args,
         )
     except UserError as e:

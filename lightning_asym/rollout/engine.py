@@ -9,7 +9,7 @@ the batch, so the same seed and config give the same trajectories whatever the b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
@@ -72,6 +72,8 @@ class RolloutEngine:
         self.sampling = sampling
         self.seed = seed
         self.supervision = supervision or SupervisionConfig()
+        # called as (episodes finished, episodes played) after each step of `play`: progress bars
+        self.on_progress: Callable[[int, int], None] | None = None
 
     def collect(
         self,
@@ -190,6 +192,8 @@ class RolloutEngine:
                 for ep in finished:
                     ep.env.close()
             live = [ep for ep in live if not ep.done]
+            if self.on_progress is not None:
+                self.on_progress(len(episodes) - len(live), len(episodes))
         return [ep.traj for ep in episodes]
 
     def _advance(self, ep: Episode, comp: Completion, proposals: list) -> None:
