@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
     parsed = [(o, w) for o, w in zip(old_reviews, new_reviews) if o.parsed]
+    scores = [w.score for w in new_reviews if w.score is not None]
     result = {
         "critic": args.critic,
         "dtype": args.dtype,
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> dict:
         "agreement_parsed": round(sum(o.verdict == w.verdict for o, w in parsed) / max(len(parsed), 1), 4),
         "old_revise_rate": round(sum(not o.approved for o in old_reviews) / n, 4),
         "new_revise_rate": round(sum(not w.approved for w in new_reviews) / n, 4),
+        "new_p_revise_quartiles": [round(q, 4) for q in statistics.quantiles(scores, n=4)]
+        if len(scores) > 1
+        else [],
+        "new_p_revise_max": round(max(scores, default=0.0), 4),
         "reused_token_share": round(
             new.scorer.reused_tokens / max(new.scorer.reused_tokens + new.scorer.encoded_tokens, 1), 4
         ),
