@@ -184,6 +184,7 @@ def test_cloning_logs_the_demonstrators_episodes_under_their_own_names(cloned_ru
     assert steps["train/return"] == [1] and steps["train/success"] == [1]
     assert steps["train/policy_loss"] == [1] and steps["train/ratio_mean"] == [1]
     assert steps["train/value_loss"] == [0, 1]
+    assert "hp_metric" not in steps  # the saved hyperparameters bring no placeholder metric
 
 
 def test_load_from_checkpoint_rebuilds_the_module(cloned_run):
