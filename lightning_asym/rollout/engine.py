@@ -234,6 +234,7 @@ class RolloutEngine:
                 prompt_ids=list(comp.prompt_ids),
                 completion_ids=list(comp.completion_ids),
                 logprobs=list(comp.logprobs),
+                prefix_len=comp.prefix_len,
             )
         )
         if result.done or len(traj.turns) >= self.max_turns:
