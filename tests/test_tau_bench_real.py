@@ -73,8 +73,20 @@ def test_resets_never_let_tau_bench_draw_a_task(monkeypatch):
 
 
 def test_gold_replay_scores_one_on_a_few_tasks():
-    # retail 2: required outputs; 10: ends by a transfer; airline 2: outputs, five writes
-    trajs = _replay("retail", [0, 2, 10]) + _replay("airline", [0, 2])
+    # retail 2: required outputs; 10: ends by a transfer; 70: τ-bench's gold list is the write
+    # alone, ours looks the user, order and product up first (reads: τ-bench's reward is the
+    # same); airline 2: outputs, five writes on five reservations
+    trajs = _replay("retail", [0, 2, 10, 70]) + _replay("airline", [0, 2])
+    retail = TauBenchEnv(env_name="retail", user="scripted").tasks("test")
+    assert [a.name for a in retail[70].gold_actions] == [
+        "find_user_id_by_email",
+        "get_user_details",
+        "get_order_details",
+        "get_product_details",
+        "exchange_delivered_order_items",
+    ]
+    assert retail[70].data["reads_added"] == 4
+    assert retail[0].gold_actions[0].name == "find_user_id_by_name_zip"  # τ-bench's own lookup is kept
     for traj in trajs:
         assert traj.success and traj.reward == 1.0 and not traj.truncated, traj.task_id
         info = traj.turns[-1].info

@@ -82,7 +82,7 @@ def test_no_false_alarm_on_gold_replays():
     from lightning_asym.envs.tau_bench.gold import gold_actor
     from lightning_asym.rollout.engine import RolloutEngine
 
-    for domain, indices in [("retail", [0, 2, 10]), ("airline", [0, 2])]:
+    for domain, indices in [("retail", [0, 2, 10, 70]), ("airline", [0, 2])]:
         env = TauBenchEnv(env_name=domain, user="scripted")
         tasks = [env.tasks("test")[i] for i in indices]
         for traj in RolloutEngine(env).collect(tasks, gold_actor(), TauRuleCritic(domain)):

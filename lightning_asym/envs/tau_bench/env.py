@@ -131,11 +131,14 @@ class TauBenchEnv(MultiTurnEnv):
     def tasks(self, split: str) -> list[Task]:
         if split not in self._tasks:
             env = self._proto(split)
-            self._tasks[split] = [self._task_of(split, i, t) for i, t in enumerate(env.tasks)]
+            self._tasks[split] = [
+                self._task_of(split, i, t, getattr(env, "data", None)) for i, t in enumerate(env.tasks)
+            ]
         return self._tasks[split]
 
-    def _task_of(self, split: str, index: int, t: Any) -> Task:
+    def _task_of(self, split: str, index: int, t: Any, data: Any = None) -> Task:
         gold = [Action(a.name, dict(a.kwargs)) for a in getattr(t, "actions", [])]
+        gold, added = judge.complete_plan(self.env_name, gold, getattr(t, "user_id", ""), data)
         outputs = [str(o) for o in getattr(t, "outputs", [])]
         privileged = "\n".join(
             [
@@ -152,7 +155,12 @@ class TauBenchEnv(MultiTurnEnv):
             gold_actions=gold,
             required_outputs=outputs,
             privileged=privileged,
-            data={"task_index": index, "tau_split": self.splits[split], "user_id": getattr(t, "user_id", "")},
+            data={
+                "task_index": index,
+                "tau_split": self.splits[split],
+                "user_id": getattr(t, "user_id", ""),
+                "reads_added": added,  # lookups put before writes (see judge.complete_plan)
+            },
         )
 
     @property

@@ -129,3 +129,51 @@ def judge_action(
         bad = sorted(k for k in keys if _norm(action.kwargs.get(k)) != _norm(next_write.kwargs.get(k)))
         why = f"{name} with wrong arguments ({', '.join(bad)})"
     return judgement(True, *(broken or ("gold_plan", why)))
+
+
+def complete_plan(domain: str, gold: list[Action], user_id: str, data: Any) -> tuple[list[Action], int]:
+    """τ-bench's gold list with the reads an agent needs first, and how many were added.
+
+    τ-bench's gold lists hold the database-changing calls and only some reads: 45 of its 115
+    retail test tasks write without ever looking the user up (the wiki's first rule), and many
+    write ids that no earlier read showed. A plan-following actor (the gold replay, our noisy
+    oracle) would break the authentication rule in every such episode, and a critic that asks
+    for ids to be looked up could never be satisfied. So, before each write, we add the lookups
+    that show what it uses: the user (retail: by email; the user's details for payment methods),
+    the order or reservation, the product of each new item. Reads never change the database, so
+    τ-bench's reward (final database and outputs) is the same.
+    """
+    writes = WRITE_TOOLS.get(domain, frozenset())
+    users = (data or {}).get("users") or {}
+    products = (data or {}).get("products") or {}
+    if not any(a.name in writes for a in gold) or user_id not in users:
+        return list(gold), 0
+    plan: list[Action] = []
+    shown: set[tuple[str, str]] = set()
+
+    def read(name: str, **kw: Any) -> None:
+        key = (name, repr(sorted(kw.items())))
+        if key not in shown and not any(a.name == name and a.kwargs == kw for a in plan):
+            plan.append(Action(name, kw))
+        shown.add(key)
+
+    for a in gold:
+        if a.name in writes:
+            auth = AUTH_TOOLS.get(domain)
+            if auth and not any(p.name in auth for p in plan) and users[user_id].get("email"):
+                read("find_user_id_by_email", email=users[user_id]["email"])
+            kw = a.kwargs
+            if "payment_method_id" in kw or "payment_id" in kw or "user_id" in kw or domain == "airline":
+                read("get_user_details", user_id=user_id)
+            if isinstance(kw.get("order_id"), str):
+                read("get_order_details", order_id=kw["order_id"])
+            if isinstance(kw.get("reservation_id"), str):
+                read("get_reservation_details", reservation_id=kw["reservation_id"])
+            for item in kw.get("new_item_ids") or []:
+                pid = next((p for p, prod in products.items() if item in (prod.get("variants") or {})), None)
+                if pid is not None:
+                    read("get_product_details", product_id=pid)
+        plan.append(a)
+        if a.name not in writes:
+            shown.add((a.name, repr(sorted(a.kwargs.items()))))
+    return plan, len(plan) - len(gold)
