@@ -112,9 +112,11 @@ class AsymmetricActorCritic(LightningModule):
 
     def _save_hparams(self, **plain: Any) -> None:
         """Save hyperparameters that `load_from_checkpoint` can rebuild the module from."""
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-
-        if _given_hyperparameters.get() is not None:
+        try:  # set by LightningCLI while it builds the module (Lightning >= 2.3)
+            from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+        except ImportError:  # pragma: no cover
+            _given_hyperparameters = None
+        if _given_hyperparameters is not None and _given_hyperparameters.get() is not None:
             # LightningCLI is building the module and hands over the run's model config, the
             # components as class_path/init_args: checkpoints then rebuild the whole module
             self.save_hyperparameters()
