@@ -10,13 +10,16 @@ the dataloader, so a batch bar sat at 2/2 while most of the run was still to com
 * shows the rollout of the current step while it runs (`train · rollout 12/32 episodes`);
 * counts `validate`/`test`/`predict` over rollout data in episodes, updated as episodes end
   (the data module's engines report through `RolloutEngine.on_progress`);
-* shows `v_num` as the integer it is.
+* shows `v_num` as the integer it is;
+* redraws every second: Lightning redraws only on its own events, so a step of minutes froze
+  the elapsed time on screen.
 
 Other loaders (critic SFT data) keep Lightning's batch counting, with the same ETA and rate.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -92,6 +95,8 @@ class AsymProgressBar(RichProgressBar):
         self._episode_bar: Any = None
         self._episodes_before = 0  # episodes of the plays that finished
         self._play = (0, 0)  # (done, total) of the latest play
+        self._ticker: threading.Thread | None = None
+        self._ticker_stop = threading.Event()
 
     # ------------------------------------------------------------------ columns and texts
 
@@ -125,6 +130,36 @@ class AsymProgressBar(RichProgressBar):
             items["v_num"] = str(items["v_num"])
         return items
 
+    # ------------------------------------------------------------------ a redraw every second
+
+    def _init_progress(self, trainer: Trainer) -> None:
+        super()._init_progress(trainer)
+        if self.is_enabled and self.progress is not None and self._ticker is None:
+            self._ticker_stop.clear()
+            self._ticker = threading.Thread(target=self._tick, name="progress-redraw", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._ticker_stop.wait(1.0):
+            progress = self.progress
+            if progress is not None and not self._progress_stopped:
+                progress.soft_refresh()  # only flags the live display's own thread to redraw
+
+    def _stop_ticker(self) -> None:
+        self._ticker_stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2.0)
+        self._ticker = None
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_ticker"], state["_ticker_stop"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._ticker_stop = threading.Event()
+
     # ------------------------------------------------------------------ rollout progress
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -139,6 +174,7 @@ class AsymProgressBar(RichProgressBar):
         for engine in self._hooked:
             engine.on_progress = None
         self._hooked = []
+        self._stop_ticker()
         super().teardown(trainer, pl_module, stage)
 
     def _on_rollout_progress(self, done: int, total: int) -> None:

@@ -30,6 +30,7 @@ class Recorder(AsymProgressBar):
         super()._on_rollout_progress(done, total)
         task = self._task(self._episode_bar)
         self.seen.append(("rollout", task.completed, task.total))
+        assert self._ticker is not None and self._ticker.is_alive()  # redraws while rollouts run
 
     def on_test_batch_end(self, trainer, pl_module, *args) -> None:
         super().on_test_batch_end(trainer, pl_module, *args)
@@ -60,6 +61,7 @@ def test_test_bar_counts_episodes_as_they_finish(tmp_path):
     before = [c for kind, c, _ in bar.seen[:first_end] if kind == "rollout"]
     assert len(before) >= 2 and 4 in before
     assert bar._hooked == [] and data.eval_engine.on_progress is None  # unhooked at teardown
+    assert bar._ticker is None  # the once-a-second redraw stopped with the run
 
 
 def _task(total: float, completed: float, elapsed: float, **fields) -> Task:
