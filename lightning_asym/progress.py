@@ -7,7 +7,8 @@ the dataloader, so a batch bar sat at 2/2 while most of the run was still to com
 
 * counts training in optimiser steps against `trainer.max_steps`, with an ETA from the average
   step time since the bar started (resumed runs start at their `global_step`);
-* shows the rollout of the current step while it runs (`train · rollout 12/32 episodes`);
+* shows the rollout of the current step while it runs (`train · rollout 12/32`, episodes
+  finished), then `train · update`;
 * counts `validate`/`test`/`predict` over rollout data in episodes, updated as episodes end
   (the data module's engines report through `RolloutEngine.on_progress`);
 * shows `v_num` as the integer it is;
@@ -187,9 +188,9 @@ class AsymProgressBar(RichProgressBar):
         if self.progress is None:
             return
         if stage == RunningStage.TRAINING and self.train_progress_bar_id is not None:
-            text = (
-                f"{self._get_train_description(self.trainer.current_epoch)} · rollout {done}/{total} episodes"
-            )
+            # short: an 80-column terminal must still show the ETA; "update" once all episodes ended
+            doing = "update" if done == total else f"rollout {done}/{total}"
+            text = f"{self._get_train_description(self.trainer.current_epoch)} · {doing}"
             self.progress.update(self.train_progress_bar_id, description=text)
         elif stage in (RunningStage.VALIDATING, RunningStage.TESTING, RunningStage.PREDICTING):
             bar = self._episodes_bar()
