@@ -195,3 +195,26 @@ def test_smollm2_record_under_revisions_is_exact() -> None:
         ref = [logp[len(ctx) + j - 1, t].item() for j, t in enumerate(turn.completion_ids)]
         assert turn.logprobs == pytest.approx(ref, abs=1e-3)
     assert all(t.prefix_len for t in traj.turns[1:])  # each later turn cropped the record, not restarted
+
+
+def test_special_tokens_sampled_inside_a_completion_keep_the_record_exact():
+    """A random byte-level actor samples `<|im_start|>`/`<pad>` mid-turn; its text keeps them, so
+    the next turn's rendering still extends what the model saw (found by the 2-process DDP fit)."""
+    from lightning_asym.actor import ActorModule
+    from lightning_asym.backends.base import SamplingParams
+    from lightning_asym.envs.preferences import PreferencesEnv
+    from lightning_asym.rollout import RolloutEngine
+
+    env = PreferencesEnv(
+        num_aspects=1, prefs_per_aspect=1, num_options=4, num_acceptable=1, max_turns=3, num_train=20
+    )
+    actor = ActorModule(
+        model="tiny",
+        tiny={"arch": "llama", "tokenizer": "byte", "hidden_size": 32, "num_layers": 1, "num_heads": 2},
+    )
+    special = set(actor.backend.tokenizer.all_special_ids)
+    sampling = SamplingParams(max_new_tokens=12, temperature=1.0)
+    trajs = RolloutEngine(env, seed=5, sampling=sampling).collect(env.tasks("train"), actor.backend)
+    inside = [t for tr in trajs for t in tr.turns if special & set(t.completion_ids[:-1])]
+    assert inside, "the seed no longer samples a special token mid-turn; pick another"
+    actor.tokens(trajs, mask_truncated=False)  # raises if any record is inexact

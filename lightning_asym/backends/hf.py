@@ -346,7 +346,14 @@ class TransformersBackend(ChatBackend):
             self._generate(live, sampling)
         out = []
         for key, st, row, suffix, new, (keep, base) in zip(keys, states, rows, suffixes, prompts, records):
-            text, raw = self._decode(row.ids, True), self._decode(row.ids, False)
+            # Special tokens sampled inside a completion (a small or random model may emit
+            # `<|im_start|>` or `<pad>`) stay in its text: dropping them would make the next turn's
+            # rendering disagree with what the model saw, and lose the exact token record. Only
+            # the end-of-turn token that stopped it is left out.
+            body = (
+                row.ids[:-1] if row.finish == "stop" and row.ids and row.ids[-1] in self._eos_ids else row.ids
+            )
+            text = raw = self._decode(body, False)
             if row.finish == "stop" and sampling.stop:
                 text, raw = cut_after_stop(text, sampling.stop), cut_after_stop(raw, sampling.stop)
             action, err = self.parse(text, raw, st.text + suffix, tools)
