@@ -209,3 +209,13 @@ def test_envs_that_do_not_judge_leave_proposals_unlabelled():
 
     (traj,) = RolloutEngine(env).collect([task], ScriptedBackend(policy=guess_policy), Always())
     assert all(p.label is None for t in traj.turns for p in t.proposals)
+
+
+def test_an_episode_the_env_cuts_at_its_own_max_turns_is_recorded_truncated():
+    from lightning_asym.envs.retail import RetailEnv
+    from lightning_asym.envs.retail.oracle import NoisyOracleBackend
+
+    env = RetailEnv(num_train=0, num_validation=0, num_test=2, max_turns=2)
+    trajs = RolloutEngine(env).collect(env.tasks("test"), NoisyOracleBackend(error_rate=0.0))
+    assert all(t.num_turns == 2 and t.truncated for t in trajs)
+    assert not any(t.success for t in trajs)

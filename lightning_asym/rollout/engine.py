@@ -239,6 +239,7 @@ class RolloutEngine:
         )
         if result.done or len(traj.turns) >= self.max_turns:
             ep.done = True
-            traj.truncated = not result.done
+            # cut by the engine's max_turns, or by the env's own limit (it may still score the cut, as retail does)
+            traj.truncated = not result.done or bool(result.info.get("truncated", False))
             traj.reward = float(sum(t.reward for t in traj.turns))
             traj.success = bool(result.info.get("success", False)) and result.done
