@@ -12,7 +12,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 
-def task_key(task_id: str) -> int:
+def task_id_hash(task_id: str) -> int:
     """A stable integer for a task id (metric states must be tensors)."""
     return zlib.crc32(task_id.encode())
 
@@ -43,7 +43,9 @@ class PassHatK(Metric):
     def update(self, task_ids: Sequence[str], successes: Sequence[bool] | torch.Tensor) -> None:
         if len(task_ids) != len(successes):
             raise ValueError(f"got {len(task_ids)} task ids but {len(successes)} successes")
-        self.task.append(torch.tensor([task_key(t) for t in task_ids], dtype=torch.long, device=self.device))
+        self.task.append(
+            torch.tensor([task_id_hash(t) for t in task_ids], dtype=torch.long, device=self.device)
+        )
         self.success.append(torch.as_tensor(successes, dtype=torch.long, device=self.device).flatten())
 
     def _wrap_compute(self, compute: Callable) -> Callable:

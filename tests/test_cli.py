@@ -163,7 +163,9 @@ def test_cli_fit_warns_when_every_turn_is_cut_off(tmp_path):
         "--model.init_args.actor.init_args.sampling.max_new_tokens", "3", cwd=tmp_path,
     )  # fmt: skip
     out = proc.stdout + proc.stderr
-    assert "ran to sampling.max_new_tokens" in out and "model.init_args.ppo.mask_truncated_turns: false" in out
+    assert (
+        "ran to sampling.max_new_tokens" in out and "model.init_args.ppo.mask_truncated_turns: false" in out
+    )
     (run,) = (tmp_path / "runs" / "fit_tiny").iterdir()
     assert json.loads((run / "metrics.json").read_text())["train/truncated_turns"] == 1.0
 

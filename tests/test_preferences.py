@@ -24,7 +24,7 @@ from lightning_asym.envs.preferences import (
     detect_aspects,
     score,
 )
-from lightning_asym.envs.preferences.generate import task_key
+from lightning_asym.envs.preferences.generate import task_signature
 from lightning_asym.envs.preferences.hints import HINT_INDEX
 from lightning_asym.envs.preferences.user import DONE_RES
 from lightning_asym.types import Action, Message, Task, to_dict
@@ -180,7 +180,7 @@ def test_tasks_deterministic_cached_and_split_disjoint():
     assert [to_dict(t) for t in a.tasks("test")] != [to_dict(t) for t in small_env(seed=8).tasks("test")]
     assert a.fork().tasks("train") is a.tasks("train")  # forks share the cache
     assert a.tasks("test")[17].id == "pref-test-00017" and a.tasks("test")[17].split == "test"
-    keys = {s: [task_key(t) for t in a.tasks(s)] for s in ("train", "validation", "test")}
+    keys = {s: [task_signature(t) for t in a.tasks(s)] for s in ("train", "validation", "test")}
     assert not set(keys["train"]) & set(keys["test"])
     assert not set(keys["train"]) & set(keys["validation"])
     assert not set(keys["validation"]) & set(keys["test"])

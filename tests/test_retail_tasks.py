@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lightning_asym.envs.retail import RetailEnv, db_hash, generate_db, make_task, replay
+from lightning_asym.envs.retail import RetailEnv, db_hash, generate_db, gold_db, make_task
 from lightning_asym.envs.retail.tools import WRITE_TOOLS
 from lightning_asym.types import Task, from_dict, to_dict
 
@@ -84,5 +84,5 @@ def test_tasks_are_deterministic_small_and_serializable():
 
 def test_gold_actions_replay_cleanly():
     for t in RetailEnv().tasks("validation"):
-        db = replay(t)  # raises if a gold action is refused
+        db = gold_db(t)  # raises if a gold action is refused
         assert db_hash(db) != db_hash(generate_db(t.data["db_seed"]))

@@ -15,6 +15,9 @@ from typing import Any
 
 from lightning_asym.types import Action, Message, Task
 
+SPLITS = ("train", "validation", "test")
+"""The task splits of an env (`MultiTurnEnv.tasks(split)`); an env may leave some empty."""
+
 
 @dataclass
 class StepResult:

@@ -30,7 +30,7 @@ from lightning_asym.types import APPROVE, REVISE, CriticExample, Message, read_j
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "inloop")
+CRITIC_SPLITS = ("train", "validation", "inloop")
 VAL_SPLITS = ("validation", "inloop")
 DATAGEN_HINT = (
     "run the datagen predict step first (`lightning-asym predict --config configs/critic/datagen.yaml`)"
@@ -109,7 +109,7 @@ class CriticDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.examples is not None:
             return
-        by_split: dict[str, list[CriticExample]] = {s: [] for s in SPLITS}
+        by_split: dict[str, list[CriticExample]] = {s: [] for s in CRITIC_SPLITS}
         unknown: Counter[str] = Counter()
         for ex in load_examples(self.path):
             if ex.split in by_split:
@@ -117,7 +117,7 @@ class CriticDataModule(LightningDataModule):
             else:
                 unknown[ex.split] += 1
         if unknown:
-            log.warning("skipped examples of unknown split(s) %s (expected %s)", dict(unknown), SPLITS)
+            log.warning("skipped examples of unknown split(s) %s (expected %s)", dict(unknown), CRITIC_SPLITS)
         if self.max_examples is not None:
             for split, exs in by_split.items():
                 if len(exs) > self.max_examples:

@@ -4,7 +4,7 @@ from lightning_asym.envs.preferences.domain import ASPECT_NAMES, ASPECTS, classi
 from lightning_asym.envs.preferences.env import PreferencesEnv, outcomes, score
 from lightning_asym.envs.preferences.generate import GenConfig, generate_split
 from lightning_asym.envs.preferences.hints import HINTS, decode_hints
-from lightning_asym.envs.preferences.policies import ExpertPolicy, RandomPolicy, read_conversation
+from lightning_asym.envs.preferences.policies import ExpertPolicy, RandomPolicy, read_preferences
 from lightning_asym.envs.preferences.user import PreferenceUser
 
 __all__ = [
@@ -21,6 +21,6 @@ __all__ = [
     "detect_aspects",
     "generate_split",
     "outcomes",
-    "read_conversation",
+    "read_preferences",
     "score",
 ]

@@ -7,14 +7,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, register_env
+from lightning_asym.envs.base import SPLITS, MultiTurnEnv, StepResult, error_result, register_env
 from lightning_asym.envs.preferences.domain import ASPECT_NAMES, ASPECTS, SCORES, classify
-from lightning_asym.envs.preferences.generate import GenConfig, generate_split, task_key
+from lightning_asym.envs.preferences.generate import GenConfig, generate_split, task_signature
 from lightning_asym.envs.preferences.user import PreferenceUser
 from lightning_asym.envs.users import UserSimulator, split_stop
 from lightning_asym.types import RESPOND, Action, Message, Task
-
-SPLITS = ("train", "validation", "test")
 
 POLICY = """You are a helpful travel-planning assistant.
 Aspects to plan: {aspects}.
@@ -125,7 +123,7 @@ class PreferencesEnv(MultiTurnEnv):
             # Held-out splits come first: a train task may never repeat one of them.
             exclude: set[tuple] = set()
             for other in SPLITS[SPLITS.index(split) + 1 :]:
-                exclude.update(task_key(t) for t in self.tasks(other))
+                exclude.update(task_signature(t) for t in self.tasks(other))
             self._cache[split] = generate_split(self.seed, split, self.sizes[split], self.config, exclude)
         return self._cache[split]
 

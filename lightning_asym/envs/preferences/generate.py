@@ -266,7 +266,7 @@ def privileged_text(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def task_key(task: Task) -> tuple:
+def task_signature(task: Task) -> tuple:
     """The content of a task without its id and split (for disjointness across splits)."""
     d = task.data
     return tuple(
@@ -286,7 +286,7 @@ def generate_split(
         while True:
             rng = random.Random(f"preferences/{seed}/{split}/{i}/{attempt}")
             task = make_task(rng, cfg, task_id, split)
-            if task_key(task) not in exclude:
+            if task_signature(task) not in exclude:
                 break
             attempt += 1
         tasks.append(task)

@@ -41,7 +41,7 @@ class ConversationState:
     recommended: set[str] = field(default_factory=set)
 
 
-def read_conversation(messages: Sequence[Message]) -> ConversationState:
+def read_preferences(messages: Sequence[Message]) -> ConversationState:
     """Aspects to plan, decoded preferences, exhausted aspects, search results, recommendations."""
     state = ConversationState()
     asked: list[str] = []  # the aspects the latest agent reply talked about
@@ -108,7 +108,7 @@ class ExpertPolicy:
         self.choose = choose
 
     def __call__(self, messages: Sequence[Message], task: Task | None, rng: random.Random) -> str:
-        state = read_conversation(messages)
+        state = read_preferences(messages)
         for aspect in state.aspects:
             if aspect in state.recommended:
                 continue
@@ -130,7 +130,7 @@ class RandomPolicy:
     """A weak baseline: searches each aspect and recommends a random option, never asking."""
 
     def __call__(self, messages: Sequence[Message], task: Task | None, rng: random.Random) -> str:
-        state = read_conversation(messages)
+        state = read_preferences(messages)
         for aspect in state.aspects:
             if aspect in state.recommended:
                 continue

@@ -2,7 +2,7 @@
 user, the conversation reader, and the noisy oracle actor that plays it."""
 
 from lightning_asym.envs.retail.db import db_hash, generate_db
-from lightning_asym.envs.retail.env import RetailEnv, replay
+from lightning_asym.envs.retail.env import RetailEnv, gold_db
 from lightning_asym.envs.retail.oracle import NoisyOracleBackend
 from lightning_asym.envs.retail.policy import POLICY
 from lightning_asym.envs.retail.tasks import make_task, make_tasks
@@ -21,6 +21,6 @@ __all__ = [
     "generate_db",
     "make_task",
     "make_tasks",
-    "replay",
+    "gold_db",
     "run_tool",
 ]

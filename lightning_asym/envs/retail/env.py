@@ -73,7 +73,7 @@ def _tasks(split: str, n: int, seed: int) -> tuple[Task, ...]:
     return tuple(make_tasks(split, n, seed))
 
 
-def replay(task: Task) -> DB:
+def gold_db(task: Task) -> DB:
     """A fresh database of `task` with its gold actions applied (raises if one fails)."""
     db = generate_db(task.data["db_seed"])
     for a in task.gold_actions:
@@ -333,5 +333,5 @@ class RetailEnv(MultiTurnEnv):
         """Hash of the database after replaying `task`'s gold actions on a fresh copy (cached)."""
         key = (task.id, task.data["db_seed"])
         if key not in self._gold_hashes:
-            self._gold_hashes[key] = db_hash(replay(task))
+            self._gold_hashes[key] = db_hash(gold_db(task))
         return self._gold_hashes[key]

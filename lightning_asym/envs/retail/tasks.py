@@ -11,12 +11,12 @@ import json
 import random
 from typing import Any
 
+from lightning_asym.envs.base import SPLITS
 from lightning_asym.envs.retail.db import DB, generate_db
 from lightning_asym.envs.retail.intents import Intent, build_intent
 from lightning_asym.envs.retail.tools import run_tool
 from lightning_asym.types import Action, Task
 
-SPLITS = ("train", "validation", "test")
 NUM_WRITES_WEIGHTS = {1: 0.3, 2: 0.28, 3: 0.2, 4: 0.13, 5: 0.09}
 WRITE_WEIGHTS = {
     "cancel": 0.2,

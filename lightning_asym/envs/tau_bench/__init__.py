@@ -5,7 +5,7 @@
 """
 
 from lightning_asym.envs.tau_bench.env import TauBenchEnv
-from lightning_asym.envs.tau_bench.loader import INSTALL_HINT, LITELLM_HINT, SPLITS
+from lightning_asym.envs.tau_bench.loader import INSTALL_HINT, LITELLM_HINT, TAU_SPLITS
 from lightning_asym.envs.tau_bench.users import TauLLMUser, TauScriptedUser
 
-__all__ = ["INSTALL_HINT", "LITELLM_HINT", "SPLITS", "TauBenchEnv", "TauLLMUser", "TauScriptedUser"]
+__all__ = ["INSTALL_HINT", "LITELLM_HINT", "TAU_SPLITS", "TauBenchEnv", "TauLLMUser", "TauScriptedUser"]

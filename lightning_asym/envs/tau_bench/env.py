@@ -25,7 +25,7 @@ from lightning_asym.envs.tau_bench import judge
 from lightning_asym.envs.tau_bench.loader import (
     LITELLM_HINT,
     LLM_STRATEGIES,
-    SPLITS,
+    TAU_SPLITS,
     import_tau_bench,
     litellm_available,
     tau_split,
@@ -51,7 +51,7 @@ class TauBenchEnv(MultiTurnEnv):
             or ``scripted`` (a `TauScriptedUser`).
         user_model, user_provider: the model and litellm provider of τ-bench's own LLM users.
         max_turns: agent steps before the engine cuts the episode (τ-bench's runner uses 30).
-        splits: our split name -> τ-bench `task_split` (default: the domain's, see `loader.SPLITS`).
+        splits: our split name -> τ-bench `task_split` (default: the domain's, see `loader.TAU_SPLITS`).
     """
 
     def __init__(
@@ -71,10 +71,10 @@ class TauBenchEnv(MultiTurnEnv):
             raise ValueError(
                 f"data.init_args.env.init_args.user: {user!r} has no reset(task, seed) and respond(text)"
             )
-        if splits is None and env_name not in SPLITS:
+        if splits is None and env_name not in TAU_SPLITS:
             raise ValueError(
                 f"data.init_args.env.init_args.env_name: no split map for tau-bench domain {env_name!r} "
-                f"(known: {sorted(SPLITS)}); give `splits` (our name -> τ-bench's task_split)"
+                f"(known: {sorted(TAU_SPLITS)}); give `splits` (our name -> τ-bench's task_split)"
             )
         if max_turns < 1:
             raise ValueError(f"data.init_args.env.init_args.max_turns must be >= 1, got {max_turns}")
@@ -84,7 +84,7 @@ class TauBenchEnv(MultiTurnEnv):
         self.user_model = user_model
         self.user_provider = user_provider
         self.max_turns = max_turns
-        self.splits = dict(SPLITS[env_name] if splits is None else splits)
+        self.splits = dict(TAU_SPLITS[env_name] if splits is None else splits)
         self._protos: dict[
             str, Any
         ] = {}  # τ-bench's task_split -> an env for tasks and schemas (shared by forks)

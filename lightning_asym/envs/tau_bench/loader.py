@@ -30,7 +30,7 @@ DEPENDENCY_HINT = (
     "install it (`pip install {missing}`); τ-bench was installed without its dependencies."
 )
 
-SPLITS: dict[str, dict[str, str]] = {
+TAU_SPLITS: dict[str, dict[str, str]] = {
     "retail": {"train": "train", "validation": "dev", "test": "test"},
     "airline": {"test": "test"},
 }
