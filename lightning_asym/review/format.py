@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from lightning_asym.types import APPROVE, REVISE, Action, CriticExample, Message
 
 INSTRUCTION = (
-    "You review the next action of a customer-service agent before it is executed. "
+    "You review the next action of an agent (a reply to the user or a tool call) before it is executed. "
     "Check it against the policy and the conversation. If it follows the policy and moves the "
     "user's request forward, approve it. Otherwise ask for a revision and say in one sentence "
     "what is wrong and what to do instead. Answer in exactly two lines:\n"
