@@ -172,6 +172,14 @@ class AsymCLI(LightningCLI):
                 raise
             raise error from e
 
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        # A job that prints its own table of the test figures (SupervisedAgent) would otherwise
+        # be followed by Lightning's flat table of the same numbers.
+        if subcommand == "test" and getattr(type(self.model), "prints_test_table", False):
+            kwargs["verbose"] = False
+        return kwargs
+
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         configured = [*(config.get("callbacks") or []), *callbacks]
         extra: list[Callback] = [MetricsFile()]

@@ -172,7 +172,7 @@ def test_cli_fit_warns_when_every_turn_is_cut_off(tmp_path):
 
 def test_cli_test_retail_oracle_reports_pass_hat_k(tmp_path):
     config = Path(__file__).parent.parent / "configs" / "retail" / "oracle.yaml"
-    run_cli(
+    proc = run_cli(
         "test",
         "--config",
         str(config),
@@ -194,6 +194,8 @@ def test_cli_test_retail_oracle_reports_pass_hat_k(tmp_path):
     )
     assert metrics["test/pass^1"] == pytest.approx(metrics["test/success"])
     assert len(read_jsonl(run / "trajectories" / "test.jsonl", Trajectory)) == 6 * 4
+    # one table of the figures: SupervisedAgent's grouped one, not Lightning's flat copy after it
+    assert proc.stdout.count("pass^1") == 1 and "Test metric" not in proc.stdout
 
 
 @pytest.mark.slow

@@ -104,6 +104,9 @@ class SupervisedAgent(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish("test")
 
+    prints_test_table = True
+    """It prints its own grouped table at the end of `test`; the CLI then skips Lightning's flat one."""
+
     def on_test_end(self) -> None:
         if self.global_rank == 0 and self.results:
             reviewer = type(self.reviewer).__name__ if self.reviewer is not None else "no reviewer"
