@@ -172,6 +172,24 @@ class AsymCLI(LightningCLI):
                 raise
             raise error from e
 
+    def before_instantiate_classes(self) -> None:
+        """`fit --ckpt_path <save_dir>/<name>/version_N/checkpoints/x.ckpt` logs into version_N again,
+        so a resumed run's curves continue in the same TensorBoard run instead of a new one."""
+        if self.subcommand != "fit":
+            return
+        config = self.config[self.subcommand]
+        ckpt = config.get("ckpt_path")
+        logger = config.get("trainer.logger")
+        if not ckpt or not hasattr(logger, "init_args") or logger.init_args.get("version") is not None:
+            return
+        checkpoints = Path(ckpt).resolve().parent
+        run = checkpoints.parent
+        save_dir, name = logger.init_args.get("save_dir"), logger.init_args.get("name")
+        if checkpoints.name != "checkpoints" or not run.name.startswith("version_") or save_dir is None:
+            return
+        if run.parent == (Path(save_dir) / (name or "")).resolve():
+            logger.init_args.version = run.name
+
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         # A job that prints its own table of the test figures (SupervisedAgent) would otherwise

@@ -110,9 +110,10 @@ def test_cli_fit_trains_the_actor_and_resumes(tmp_path):
         str(ckpts[0]),
         cwd=tmp_path,
     )
-    resumed_run = max((tmp_path / "runs" / "fit_tiny").iterdir(), key=lambda p: p.stat().st_mtime)
-    assert resumed_run != run
-    resumed = _actor_weights(resumed_run / "checkpoints" / "epoch=0-step=2.ckpt")
+    # the resumed run logs into the run it resumes (one run, one directory of curves)
+    assert list((tmp_path / "runs" / "fit_tiny").iterdir()) == [run]
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2
+    resumed = _actor_weights(run / "checkpoints" / "epoch=0-step=2-v1.ckpt")
     for k, v in trained.items():
         torch.testing.assert_close(resumed[k], v, rtol=0, atol=0, msg=f"resumed weights differ at {k}")
 
