@@ -486,7 +486,9 @@ def test_cli_predict_under_ddp_shards_tasks_by_rank(tmp_path):
     ranks = [_ledger_ids_of(out / "shards" / f"done.rank{r}.jsonl") for r in (0, 1)]
     assert ranks[0] and ranks[1] and not set(ranks[0]) & set(ranks[1])
     done = ranks[0] + ranks[1]  # the 8 mined train tasks and the config's 3 in-loop validation tasks
-    assert len([t for t in done if "-train-" in t]) == 8 and len([t for t in done if "-validation-" in t]) == 3
+    assert (
+        len([t for t in done if "-train-" in t]) == 8 and len([t for t in done if "-validation-" in t]) == 3
+    )
     train = read_jsonl(out / "train.jsonl", CriticExample)
     assert {e.task_id for e in train} <= set(ranks[0]) | set(ranks[1])
     assert {e.task_id for e in train} & set(ranks[1]), "rank 1's examples must reach the splits"
