@@ -32,14 +32,11 @@ the actor and the critic as plain transformers directories (`tools/export.py`).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, get_args
 
-import numpy as np
 import torch
 from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
@@ -49,9 +46,9 @@ from lightning_asym import rl
 from lightning_asym.actor import ActorModule
 from lightning_asym.backends.scripted import ScriptedBackend, ScriptedPolicy
 from lightning_asym.critic import CriticModule
+from lightning_asym.jobs import ppo_card
 from lightning_asym.jobs.contracts import HasEnv
 from lightning_asym.jobs.ppo_args import Advantage, OptimArgs, Phase, PhaseArgs, PPOArgs, as_args
-from lightning_asym.jobs.ppo_card import EnvCorpus, training_card, training_record
 from lightning_asym.types import Trajectory
 
 
@@ -98,7 +95,8 @@ class AsymmetricActorCritic(LightningModule):
             raise ValueError(
                 "model.init_args.phases.clone_steps needs model.init_args.demonstrator (a scripted policy to clone)"
             )
-        self._save_hparams(advantage=advantage, seed=seed)
+        # what load_from_checkpoint rebuilds the module from
+        ppo_card.save_hparams(self, {"advantage": advantage, "seed": seed})
         self.actor = actor
         self.critic = critic if advantage == "gae" else None
         self.advantage = advantage
@@ -109,22 +107,6 @@ class AsymmetricActorCritic(LightningModule):
         self._trained: dict[str, Any] = {}  # what a loaded checkpoint says about its training
         self.automatic_optimization = False
         self.val_success, self.val_reward = MeanMetric(), MeanMetric()
-
-    def _save_hparams(self, **plain: Any) -> None:
-        """Save hyperparameters that `load_from_checkpoint` can rebuild the module from."""
-        try:  # set by LightningCLI while it builds the module (Lightning >= 2.3)
-            from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-        except ImportError:  # pragma: no cover
-            _given_hyperparameters = None
-        if _given_hyperparameters is not None and _given_hyperparameters.get() is not None:
-            # LightningCLI is building the module and hands over the run's model config, the
-            # components as class_path/init_args: checkpoints then rebuild the whole module
-            self.save_hyperparameters()
-        else:
-            # built in Python the components are objects, whose weights are in the state dict
-            # anyway: pass them again, `load_from_checkpoint(ckpt, actor=..., critic=...)`
-            groups = {"ppo": asdict(self.ppo), "optim": asdict(self.optim), "phases": asdict(self.phases)}
-            self.save_hyperparameters({**plain, **groups})
 
     # ------------------------------------------------------------------ wiring
     def phase(self, step: int | None = None) -> Phase:
@@ -385,24 +367,14 @@ class AsymmetricActorCritic(LightningModule):
 
     # ------------------------------------------------------------------ checkpoints and export
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # plain types only: Lightning loads checkpoints with weights_only=True
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        checkpoint["rng"] = {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
-        }
+        checkpoint["rng"] = ppo_card.rng_state()
         if self._corpus is not None:
             checkpoint["env_corpus"] = self._corpus
-        checkpoint["training"] = training_record(self)
+        checkpoint["training"] = ppo_card.training_record(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("rng")
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            random.setstate(rng["python"])
-            kind, keys, pos, has_gauss, cached = rng["numpy"]
-            np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+        if checkpoint.get("rng"):
+            ppo_card.set_rng_state(checkpoint["rng"])
         # without a trainer (load_from_checkpoint) tiny tokenizers trained on the env's texts are
         # rebuilt from the texts the checkpoint kept, before its weights are loaded; in a resumed
         # fit setup() has done it already and this does nothing
@@ -410,14 +382,14 @@ class AsymmetricActorCritic(LightningModule):
             self._corpus = list(checkpoint["env_corpus"])
             for m in (self.actor, self.critic):
                 if m is not None:
-                    m.adapt_to_env(EnvCorpus(self._corpus))
+                    m.adapt_to_env(ppo_card.EnvCorpus(self._corpus))
         self._trained = dict(checkpoint.get("training") or {})
 
     def export(self, path: str | Path) -> dict[str, Path]:
         """Write the actor to `path/actor` and the critic (if any) to `path/critic`, each a plain
         transformers directory with its tokenizer and a README.md model card."""
         path = Path(path)
-        card = training_card(self, training_record(self))
+        card = ppo_card.training_card(self, ppo_card.training_record(self))
         out = {"actor": self.actor.export(path / "actor", card)}
         if self.critic is not None:
             out["critic"] = self.critic.export(path / "critic", card)

@@ -1,13 +1,53 @@
-"""What `AsymmetricActorCritic` writes about itself: the model card text of its exports, and the
-env texts a loaded checkpoint rebuilds its tiny tokenizers from."""
+"""What `AsymmetricActorCritic` writes about itself: its hyperparameters, the random state and env
+texts its checkpoints keep (a resumed run replays the uninterrupted one; a loaded one rebuilds its
+tiny tokenizers), and the model card text of its exports."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+
 if TYPE_CHECKING:
     from lightning_asym.jobs.asym_ac import AsymmetricActorCritic
+
+
+def save_hparams(module: AsymmetricActorCritic, plain: dict[str, Any]) -> None:
+    """Save hyperparameters that `load_from_checkpoint` can rebuild `module` from."""
+    try:  # set by LightningCLI while it builds the module (Lightning >= 2.3)
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover
+        _given_hyperparameters = None
+    if _given_hyperparameters is not None and _given_hyperparameters.get() is not None:
+        # LightningCLI is building the module and hands over the run's model config, the
+        # components as class_path/init_args: checkpoints then rebuild the whole module
+        module.save_hyperparameters(frame=None)
+    else:
+        # built in Python the components are objects, whose weights are in the state dict
+        # anyway: pass them again, `load_from_checkpoint(ckpt, actor=..., critic=...)`
+        groups = {"ppo": asdict(module.ppo), "optim": asdict(module.optim), "phases": asdict(module.phases)}
+        module.save_hyperparameters({**plain, **groups})
+
+
+def rng_state() -> dict[str, Any]:
+    """torch, Python and numpy random states in plain types (checkpoints load with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
 class EnvCorpus:
