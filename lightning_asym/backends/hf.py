@@ -11,7 +11,6 @@ tools are rendered and why the chat template must be prefix-preserving.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -21,7 +20,15 @@ import torch
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.decoding import DecodeRow, cut_after_stop, decode_rows, share_prefixes
-from lightning_asym.backends.kv import ConversationState, LayerKV, crop, is_revision, seeded_generator
+from lightning_asym.backends.kv import (
+    ConversationState,
+    LayerKV,
+    crop,
+    forward_kwargs,
+    is_revision,
+    seeded_generator,
+    weights_version,
+)
 from lightning_asym.backends.templates import chatml_template, choose_format
 from lightning_asym.backends.toolcalls import MAX_JSON_DEPTH, action_from_message, json_depth, parse_action
 from lightning_asym.types import Message
@@ -156,8 +163,7 @@ class TransformersBackend(ChatBackend):
         if not self._eos_ids:
             raise ValueError("the tokenizer has no eos token: cannot tell where a turn ends")
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos_ids)
-        self._cache_kwarg = self._find_cache_kwarg()
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._cache_kwarg, self._keep = forward_kwargs(self.model)
         self._setup_template(
             chat_template or getattr(tokenizer, "chat_template", None),
             strict_template,
@@ -188,16 +194,6 @@ class TransformersBackend(ChatBackend):
             if i is not None and int(i) not in ids:
                 ids.append(int(i))
         return ids
-
-    def _find_cache_kwarg(self) -> str:
-        params = inspect.signature(self.model.forward).parameters
-        if "cache" in params:
-            return "cache"
-        if "past_key_values" in params:
-            return "past_key_values"
-        import transformers
-
-        return "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
 
     def _setup_template(
         self, template: str | None, strict: bool, tool_role: str, native_tools: bool | None
@@ -291,7 +287,7 @@ class TransformersBackend(ChatBackend):
 
     def _check_weights(self) -> None:
         """Drop KV caches computed with other weights (in-place updates bump tensor versions)."""
-        version = tuple(p._version for p in self.model.parameters())
+        version = weights_version(self.model)
         if self._weights_version is not None and version != self._weights_version:
             log.debug("the model's weights changed; dropping KV caches")
             self._prefixes.clear()
@@ -388,14 +384,13 @@ class TransformersBackend(ChatBackend):
     # ------------------------------------------------------------------ decoding
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
-        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=pos,
             use_cache=True,
             **{self._cache_kwarg: cache},
-            **extra,
+            **self._keep,
         )
         return out.logits[:, -1]
 

@@ -9,6 +9,7 @@ attention mask and `position_ids = cumsum(mask) - 1`.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,6 +118,25 @@ def is_revision(conversation: Sequence[Message]) -> bool:
 def keep_first(kv: LayerKV, n: int) -> LayerKV:
     """The cache of the first `n` positions."""
     return [(k[:, :n], v[:, :n]) for k, v in kv]
+
+
+def forward_kwargs(model: Any) -> tuple[str, dict[str, int]]:
+    """How `model.forward` takes a KV cache (`cache` or `past_key_values`), and the extra keyword
+    that keeps only the last position's logits (`{"logits_to_keep": 1}`, or none)."""
+    params = inspect.signature(model.forward).parameters
+    if "cache" in params or "past_key_values" in params:
+        name = "cache" if "cache" in params else "past_key_values"
+    else:  # **kwargs only: the name this transformers release uses
+        import transformers
+
+        name = "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
+    return name, ({"logits_to_keep": 1} if "logits_to_keep" in params else {})
+
+
+def weights_version(model: Any) -> tuple[int, ...]:
+    """The in-place version of every parameter: an optimizer step or `load_state_dict` changes it,
+    and a KV cache computed with other weights is stale."""
+    return tuple(p._version for p in model.parameters())
 
 
 def crop(kv: LayerKV, n: int) -> LayerKV:

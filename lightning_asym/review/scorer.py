@@ -27,7 +27,6 @@ forcing the revise token and the answer's `FEEDBACK:` head.
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ import torch
 
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.decoding import DecodeRow, cut_after_stop, decode_rows, share_prefixes
-from lightning_asym.backends.kv import LayerKV, crop, seeded_generator
+from lightning_asym.backends.kv import LayerKV, crop, forward_kwargs, seeded_generator, weights_version
 from lightning_asym.review.verdict import VerdictProbe, answer_ids, revise_logit, verdict_probe
 from lightning_asym.types import REVISE, Message
 
@@ -103,9 +102,7 @@ class VerdictScorer:
         cfg = getattr(model, "config", None)
         self.max_context = max_context or getattr(cfg, "max_position_embeddings", None)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
-        params = inspect.signature(model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        self._keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._cache_kwarg, self._keep = forward_kwargs(model)
         self._seen: OrderedDict[Hashable, _Seen] = OrderedDict()
         self._prefixes: OrderedDict[tuple[int, ...], LayerKV] = OrderedDict()
         self._weights: tuple[int, ...] | None = None
@@ -142,7 +139,7 @@ class VerdictScorer:
         self._prefixes.clear()
 
     def _check_weights(self) -> None:
-        version = tuple(p._version for p in self.model.parameters())
+        version = weights_version(self.model)
         if self._weights is not None and version != self._weights:
             self.reset()  # caches of other weights would give other scores
         self._weights = version
