@@ -9,7 +9,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import copy
 
 import pytest
-import torch
 from test_hf_backend import GENERIC_TEMPLATE, make_convs, run_episodes
 
 from lightning_asym.backends.base import SamplingParams
@@ -69,12 +68,7 @@ RESPONSE_TEMPLATE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -16,24 +16,14 @@ from lightning_asym.actor import ActorModule
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.backends.smollm2 import smollm2_available
-from lightning_asym.backends.tiny import byte_tokenizer, tiny_causal_lm
+from lightning_asym.backends.tiny import tiny_causal_lm
 from lightning_asym.rollout import RolloutEngine, SupervisionConfig
 from lightning_asym.types import REVISION_PREFIX, Message, Review, Trajectory
 
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return byte_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (conftest.py)
 
 
 @pytest.fixture(scope="module")
