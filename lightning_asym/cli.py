@@ -173,11 +173,16 @@ class AsymCLI(LightningCLI):
             raise error from e
 
     def before_instantiate_classes(self) -> None:
-        """`fit --ckpt_path <save_dir>/<name>/version_N/checkpoints/x.ckpt` logs into version_N again,
-        so a resumed run's curves continue in the same TensorBoard run instead of a new one."""
-        if self.subcommand != "fit":
+        if self.subcommand is None:
             return
         config = self.config[self.subcommand]
+        _warn_emulated_bf16(config.get("trainer.precision"), config.get("trainer.accelerator"))
+        if self.subcommand == "fit":
+            self._resume_into_same_version(config)
+
+    def _resume_into_same_version(self, config: Any) -> None:
+        """`fit --ckpt_path <save_dir>/<name>/version_N/checkpoints/x.ckpt` logs into version_N again,
+        so a resumed run's curves continue in the same TensorBoard run instead of a new one."""
         ckpt = config.get("ckpt_path")
         logger = config.get("trainer.logger")
         if not ckpt or not hasattr(logger, "init_args") or logger.init_args.get("version") is not None:
@@ -254,3 +259,20 @@ def main(args: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _warn_emulated_bf16(precision: Any, accelerator: Any) -> None:
+    """bf16 precision on a CPU that lacks AVX512-BF16 and AMX runs several times slower than fp32
+    (torch emulates it): say so once, with the setting to change."""
+    import torch
+
+    from lightning_asym.backends.hardware import native_bf16
+
+    on_cpu = str(accelerator) == "cpu" or not torch.cuda.is_available()
+    if "bf16" in str(precision) and on_cpu and not native_bf16("cpu"):
+        warnings.warn(
+            f"trainer.precision {precision} on this CPU (no AVX512-BF16 or AMX) is emulated and runs "
+            "several times slower than float32 (7x for SmolLM2 matmuls on an AVX2 EPYC): "
+            "pass --trainer.precision 32-true",
+            stacklevel=2,
+        )

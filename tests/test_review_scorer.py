@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from lightning_asym.backends.base import SamplingParams
+from lightning_asym.backends.hardware import fast_dtype
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.review import GenerativeCritic, ReviewRequest
 from lightning_asym.review.verdict import revise_logit
@@ -206,6 +207,6 @@ def test_modes_and_dtype():
         GenerativeCritic(scripted, dtype="float32")
     with pytest.raises(ValueError, match=r"model\.reviewer\.init_args\.revise_threshold"):
         GenerativeCritic(scripted, revise_threshold=1.5)
-    by_name = GenerativeCritic("tiny")
-    assert by_name.backend.model.dtype == torch.bfloat16 and by_name.mode == "score"
-    assert GenerativeCritic("tiny", dtype="float32").backend.model.dtype == torch.float32
+    by_name = GenerativeCritic("tiny")  # the hardware's fast dtype (tests/test_hardware.py)
+    assert by_name.backend.model.dtype == getattr(torch, fast_dtype()) and by_name.mode == "score"
+    assert GenerativeCritic("tiny", dtype="bfloat16").backend.model.dtype == torch.bfloat16

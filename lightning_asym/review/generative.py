@@ -117,8 +117,10 @@ class GenerativeCritic:
             or `"revise"`.
         max_feedback_chars: feedback longer than this is cut before it reaches the actor.
         seed: base of each review's sampling seed (only matters when sampling is not greedy).
-        dtype: weights dtype of a critic given by name or directory (default bfloat16: 1.73x
-            faster than float32 on a CPU); set a `TransformersBackend`'s own `dtype` instead.
+        dtype: weights dtype of a critic given by name or directory (default: bfloat16 where the
+            hardware computes it natively, a GPU or a CPU with AVX512-BF16 or AMX, where it is 1.73x
+            faster than float32; else float32, since an AVX2-only CPU emulates bfloat16 7x slower:
+            `backends.hardware.fast_dtype`); set a `TransformersBackend`'s own `dtype` instead.
         cache_size: in `score` mode, how many episodes keep their prompt's KV cache (at least
             the episodes reviewed together; the engine releases finished ones).
 
@@ -165,11 +167,12 @@ class GenerativeCritic:
             raise ValueError(f"{key}.revise_threshold must be in [0, 1], got {revise_threshold}")
         saved: dict[str, Any] = {}
         if isinstance(backend, str):
+            from lightning_asym.backends.hardware import fast_dtype
             from lightning_asym.backends.hf import TransformersBackend
 
             if Path(backend).expanduser().is_dir():
                 saved = read_review_config(backend)
-            backend = TransformersBackend(model=backend, dtype=dtype or "bfloat16")
+            backend = TransformersBackend(model=backend, dtype=dtype or fast_dtype())
         elif dtype is not None:
             raise ValueError(
                 f"{key}.dtype applies to a critic given by name or directory; set the dtype in "
