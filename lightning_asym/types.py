@@ -144,6 +144,26 @@ class Review:
         return self.verdict == APPROVE
 
 
+@dataclass(frozen=True)
+class ReviewExample:
+    """A worked review that a few-shot critic reads before its request (`MultiTurnEnv.review_examples`).
+
+    `messages` is the conversation before the proposal, without a system message (the policy is
+    the reviewed conversation's); `action` is the proposal; `verdict` and `feedback` are the ideal
+    answer. The env gives the verdict, not the answer's text: the answer format belongs to the
+    review room (`review.format.format_verdict`), which writes it.
+    """
+
+    messages: tuple[Message, ...]
+    action: Action
+    verdict: str
+    feedback: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in (APPROVE, REVISE):
+            raise ValueError(f"ReviewExample.verdict must be {APPROVE!r} or {REVISE!r}, got {self.verdict!r}")
+
+
 @dataclass
 class Proposal:
     """One candidate action from the actor within a turn, and the critic's review of it."""

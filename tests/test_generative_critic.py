@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -141,8 +142,9 @@ def test_policy_in_the_system_prompt_unless_disabled_and_max_messages():
 
 def test_few_shot_examples_come_between_the_system_prompt_and_the_request():
     backend = Canned(["VERDICT: approve"])
-    GenerativeCritic(backend).review([request()])
-    GenerativeCritic(backend, few_shot=True).review([request()])
+    with_examples = dataclasses.replace(request(), examples=RetailEnv().review_examples())
+    GenerativeCritic(backend).review([with_examples])
+    GenerativeCritic(backend, few_shot=True).review([with_examples])
     plain, shots = (c["prompts"][0] for c in backend.calls)
     assert [m.role for m in plain] == ["system", "user"]
     assert [m.role for m in shots] == ["system", "user", "assistant", "user", "assistant", "user"]

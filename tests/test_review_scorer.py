@@ -16,6 +16,7 @@ import torch
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hardware import fast_dtype
 from lightning_asym.backends.hf import TransformersBackend
+from lightning_asym.envs.retail import RetailEnv
 from lightning_asym.review import GenerativeCritic, ReviewRequest
 from lightning_asym.review.verdict import revise_logit
 from lightning_asym.types import Action, CriticExample, Message, Task
@@ -76,6 +77,8 @@ def test_cached_batched_scores_match_a_fresh_full_encoding(backend, options):
     critic = GenerativeCritic(backend, include_policy=False, sampling=SAMPLING, **options)
     assert critic.mode == "score" and critic.scorer is not None
     secret = "the order is pending" if options.get("privileged") else None
+    # few-shot examples ride on the requests as the engine sends them: one tuple for the env
+    examples = RetailEnv().review_examples() if options.get("few_shot") else ()
     n_checked = 0
     for turn in range(4):
         requests = [
@@ -87,19 +90,28 @@ def test_cached_batched_scores_match_a_fresh_full_encoding(backend, options):
                 TASK,
                 privileged=secret,
                 key=f"ep{e}",
+                examples=examples,
             )
             for e in range(3)
             if turn < 3 or e != 1  # episode 1 ended after turn 2: the batch shrinks
         ]
         before = critic.scorer.encoded_tokens
         reviews = critic.review(requests)
+        assert len(critic.prompt(requests[0])) == 2 + 2 * len(examples)  # the examples are in the opening
         for req, rev in zip(requests, reviews):
             assert rev.score == pytest.approx(fresh_p_revise(critic, req), abs=1e-5)
             n_checked += 1
         # a revision: the same transcripts with other actions, re-reviewed from the cached prefix
         again = [
             ReviewRequest(
-                r.messages, "", Action.reply(f"revised {turn}"), None, TASK, privileged=secret, key=r.key
+                r.messages,
+                "",
+                Action.reply(f"revised {turn}"),
+                None,
+                TASK,
+                privileged=secret,
+                key=r.key,
+                examples=examples,
             )
             for r in requests
         ]

@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
+from lightning_asym.envs.retail import RetailEnv
 from lightning_asym.errors import UserError
 from lightning_asym.review import GenerativeCritic, ReviewRequest
 from lightning_asym.review.generative import BUILTIN
@@ -47,7 +48,12 @@ def options(critic: GenerativeCritic) -> dict:
 
 def request(privileged: str | None) -> ReviewRequest:
     messages = [Message("system", content="POLICY"), *(Message("user", content=f"m{i}") for i in range(6))]
-    return ReviewRequest(messages, "", Action.reply("ok"), None, Task("t", "test", ""), privileged=privileged)
+    task = Task("t", "test", "")
+    # the worked examples a retail episode's requests carry (few_shot uses them)
+    examples = RetailEnv().review_examples()
+    return ReviewRequest(
+        messages, "", Action.reply("ok"), None, task, privileged=privileged, examples=examples
+    )
 
 
 def test_without_a_file_the_builtin_defaults(critic_dir):

@@ -61,6 +61,13 @@ def test_listing_needs_no_llm_user_nor_key(monkeypatch):
         airline.tasks("train")
 
 
+def test_retail_reuses_our_retail_review_examples_because_its_tools_take_them():
+    from lightning_asym.envs.retail.examples import REVIEW_EXAMPLES
+
+    assert TauBenchEnv(env_name="retail", user="scripted").review_examples() is REVIEW_EXAMPLES
+    assert TauBenchEnv(env_name="airline", user="scripted").review_examples() == ()
+
+
 def test_resets_never_let_tau_bench_draw_a_task(monkeypatch):
     """τ-bench's `randint(0, len(tasks))` is inclusive; we make it always draw the bad index."""
     base = importlib.import_module("tau_bench.envs.base")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightning_asym.types import Action, Message, Task
+from lightning_asym.types import Action, Message, ReviewExample, Task
 
 SPLITS = ("train", "validation", "test")
 """The task splits of an env (`MultiTurnEnv.tasks(split)`); an env may leave some empty."""
@@ -46,7 +46,8 @@ class MultiTurnEnv(ABC):
       * `privileged(task)` is the hidden information only a privileged critic may see;
       * `check_action(action)` is the env's own judgement of a proposed action in the current
         state, without applying it (None: this env does not judge);
-      * `plan()` is what the env still expects the agent to do (None: it keeps no plan).
+      * `plan()` is what the env still expects the agent to do (None: it keeps no plan);
+      * `review_examples()` are worked reviews of this domain for a few-shot critic (default: none).
     """
 
     name: str = "env"
@@ -86,6 +87,19 @@ class MultiTurnEnv(ABC):
         """The actions the env still expects, in order, from the current state (the rest of the
         gold plan), or None for an env that keeps no plan. The labeler writes feedback from it."""
         return None
+
+    def review_examples(self) -> tuple[ReviewExample, ...]:
+        """Worked reviews of this domain that a few-shot critic reads before each request
+        (`GenerativeCritic(few_shot=True)`): usually one action to revise and one to approve, each
+        written with this env's tools (`fits_tools` checks that) and judged by its policy.
+
+        The rollout engine asks once per env and passes the same tuple with every review request,
+        so a critic's cached prompt opening stays valid (`review.scorer`); return a constant.
+        The default is none: an example shows the critic a tool call and a verdict under a policy,
+        and a domain-neutral one would show a tool the agent does not have and a rule the domain
+        may not hold, which teaches a small critic the wrong thing. A few-shot critic without
+        examples says so once and reviews zero-shot."""
+        return ()
 
     def close(self) -> None:  # noqa: B027  (an optional hook, not abstract)
         """Release per-episode resources (an LLM user's KV cache...); called when an episode ends."""
@@ -128,6 +142,19 @@ class MultiTurnEnv(ABC):
             return cached[1][task_id]
         except KeyError:
             raise KeyError(f"no task {task_id!r} in split {split!r} of env {self.name!r}") from None
+
+
+def fits_tools(examples: Sequence[ReviewExample], tool_schemas: Sequence[dict[str, Any]]) -> bool:
+    """Whether every example's action is a reply or a call of one of these tools with arguments the
+    schema declares (so examples written for one domain can be checked against another's tools)."""
+    params: dict[str, set[str]] = {}
+    for schema in tool_schemas:
+        fn = schema.get("function", schema)
+        params[fn["name"]] = set(fn.get("parameters", {}).get("properties", {}))
+    return all(
+        ex.action.is_reply or (ex.action.name in params and set(ex.action.kwargs) <= params[ex.action.name])
+        for ex in examples
+    )
 
 
 def error_result(message: str, **info: Any) -> StepResult:

@@ -6,7 +6,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from lightning_asym.types import Action, Message, Review, Task
+from lightning_asym.types import Action, Message, Review, ReviewExample, Task
 
 
 @dataclass
@@ -17,6 +17,9 @@ class ReviewRequest:
     system message). `privileged` is filled only when the supervision config allows the
     critic to see it; it never reaches the actor. `key` names the episode (the engine's episode
     key), so a reviewer may keep per-episode state such as a prompt's KV cache; None: no episode.
+    `examples` are the env's worked reviews (`MultiTurnEnv.review_examples`), the same tuple for
+    every request of one env, for a few-shot critic's prompt; empty where no env is known (`serve`,
+    `Supervisor`).
     """
 
     messages: Sequence[Message]
@@ -27,6 +30,7 @@ class ReviewRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     privileged: str | None = None
     key: Hashable | None = None
+    examples: Sequence[ReviewExample] = ()
 
 
 Requests = TypeVar("Requests", bound=Sequence["ReviewRequest"])

@@ -37,7 +37,7 @@ from lightning_asym.backends.base import ChatBackend, SamplingParams
 from lightning_asym.review.base import ReviewRequest
 from lightning_asym.review.format import VERDICTS, format_verdict, parse_verdict, review_prompt
 from lightning_asym.review.settings import REVIEW_CONFIG, read_review_config
-from lightning_asym.types import APPROVE, REVISE, Action, Message, Review
+from lightning_asym.types import APPROVE, REVISE, Message, Review, ReviewExample
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +55,28 @@ BUILTIN = {
 }
 """Defaults of the settings a critic directory's `review_config.json` may set."""
 
-_EXAMPLE_USER = Message("user", content="Hi, please cancel my order #W1234567, I no longer need it.")
-FEW_SHOT: tuple[tuple[list[Message], Action, str], ...] = (
-    (
-        [_EXAMPLE_USER],
-        Action("cancel_pending_order", {"order_id": "#W1234567", "reason": "no longer needed"}),
-        format_verdict(REVISE, "The user is not authenticated yet: find their user id by email first."),
-    ),
-    (
-        [
-            _EXAMPLE_USER,
-            Message("assistant", content="Sure. Could you give me your email address?"),
-            Message("user", content="It is ana.lee@example.com"),
-        ],
-        Action("find_user_id_by_email", {"email": "ana.lee@example.com"}),
-        format_verdict(APPROVE),
-    ),
-)
-"""Worked examples for `few_shot`: (transcript, proposed action, answer)."""
+
+def example_turns(examples: Sequence[ReviewExample]) -> list[Message]:
+    """Worked examples as chat turns: each one's review request (the user message of
+    `review_prompt`, without the system prompt) and the ideal answer (`format_verdict`)."""
+    return [
+        turn
+        for ex in examples
+        for turn in (
+            review_prompt(list(ex.messages), ex.action)[-1],
+            Message("assistant", content=format_verdict(ex.verdict, ex.feedback)),
+        )
+    ]
+
+
+def _env_examples(name: str, key: str) -> tuple[ReviewExample, ...]:
+    """The worked examples of the registered env `name` (built with its defaults)."""
+    import lightning_asym.envs  # noqa: F401  (registers the built-in envs)
+    from lightning_asym.envs.base import make_env, registered_envs
+
+    if name not in registered_envs():
+        raise ValueError(f"{key}: no env named {name!r}; registered envs: {registered_envs()}")
+    return tuple(make_env(name).review_examples())
 
 
 def review_seed(seed: int, prompt: Sequence[Message]) -> int:
@@ -105,11 +109,16 @@ class GenerativeCritic:
         max_messages: keep only the latest messages of the transcript (`"all"`: every one). Bounds
             the prompt of a local model with a small context (see the module docstring); a
             sliding window re-encodes the transcript at each review (see `review.scorer`).
-        few_shot: put worked examples (`FEW_SHOT`: one revise, one approve) as earlier chat turns
+        few_shot: put worked examples (usually one revise, one approve) as earlier chat turns
             between the system prompt and the request. Small instruct models that ignore the
             format zero-shot then answer in it (SmolLM2-135M: 0 of 12 answers parsed without,
             6 of 6 with). Leave it off for a critic fine-tuned on `example_prompt`, which was
-            trained without examples.
+            trained without examples. The examples are `examples` if given, else the reviewed
+            env's (`ReviewRequest.examples`, which the rollout engine fills from
+            `MultiTurnEnv.review_examples()`); with none, the critic warns once and reviews zero-shot.
+        examples: the worked examples of `few_shot`, overriding the env's: `ReviewExample`s, or the
+            name of a registered env (`"retail"`) whose `review_examples()` to use, for callers
+            that know no env (`lightning-asym serve`, `Supervisor`). Unused when `few_shot` is off.
         privileged: show the critic the request's privileged text when supervision passes it
             (`supervision.privileged`); False keeps it out of the prompt.
         default_verdict: the verdict of an answer without a parseable VERDICT line (or a prompt
@@ -147,6 +156,7 @@ class GenerativeCritic:
         seed: int = 0,
         dtype: str | None = None,
         cache_size: int = 64,
+        examples: Sequence[ReviewExample] | str | None = None,
     ) -> None:
         key = "model.reviewer.init_args"
         if default_verdict not in VERDICTS:
@@ -228,11 +238,12 @@ class GenerativeCritic:
                 cache_size=cache_size,
                 max_context=b.max_context,
             )
-        self._examples = [
-            turn
-            for messages, action, answer in FEW_SHOT
-            for turn in (review_prompt(messages, action)[-1], Message("assistant", content=answer))
-        ]
+        if isinstance(examples, str):
+            examples = _env_examples(examples, f"{key}.examples")
+        self._own_examples = None if examples is None else example_turns(examples)
+        # the rendered turns of the last env examples seen: an engine passes one tuple per env
+        self._env_examples: tuple[Sequence[ReviewExample], list[Message]] = ((), [])
+        self._warn_no_examples = True
         self.num_reviews = 0
         self.num_unparsed = 0
         self.num_revise = 0
@@ -255,7 +266,27 @@ class GenerativeCritic:
             include_policy=self.include_policy,
             max_messages=self.max_messages,
         )
-        return [prompt[0], *self._examples, *prompt[1:]] if self.few_shot else prompt
+        if not self.few_shot:
+            return prompt
+        return [prompt[0], *self._example_turns(request), *prompt[1:]]
+
+    def _example_turns(self, request: ReviewRequest) -> list[Message]:
+        """The few-shot turns for this request: the critic's own examples, else the env's."""
+        turns = self._own_examples
+        if turns is None:
+            seen, rendered = self._env_examples
+            if request.examples is not seen:
+                rendered = example_turns(request.examples)
+                self._env_examples = (request.examples, rendered)
+            turns = rendered
+        if not turns and self._warn_no_examples:
+            log.warning(
+                "model.reviewer.init_args.few_shot is true but there are no worked examples: the env gives "
+                "none (MultiTurnEnv.review_examples) and model.reviewer.init_args.examples is unset; "
+                "reviewing without examples"
+            )
+            self._warn_no_examples = False
+        return turns
 
     def setup_modules(self, setup: Callable[[Any], Any]) -> None:
         """Let a launcher wrap the critic model (`Supervisor`'s Fabric), if the backend is local."""

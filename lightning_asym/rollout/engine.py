@@ -17,7 +17,7 @@ from lightning_asym.backends.toolcalls import FORMAT_HINT
 from lightning_asym.envs.base import MultiTurnEnv, StepResult
 from lightning_asym.review.base import StatefulReviewer
 from lightning_asym.rollout.supervision import Reviewer, SupervisionConfig, supervise_step
-from lightning_asym.types import Message, Task, Trajectory, Turn
+from lightning_asym.types import Message, ReviewExample, Task, Trajectory, Turn
 
 PARSE_ERROR_HINT = FORMAT_HINT[0].upper() + FORMAT_HINT[1:] + "."
 
@@ -74,6 +74,15 @@ class RolloutEngine:
         self.supervision = supervision or SupervisionConfig()
         # called as (episodes finished, episodes played) after each step of `play`: progress bars
         self.on_progress: Callable[[int, int], None] | None = None
+        self._review_examples: tuple[ReviewExample, ...] | None = None
+
+    @property
+    def review_examples(self) -> tuple[ReviewExample, ...]:
+        """The env's worked reviews, asked once: every review request of this engine carries the
+        same tuple, so a few-shot critic's prompt opening (and its cache) stays the same."""
+        if self._review_examples is None:
+            self._review_examples = tuple(self.env.review_examples())
+        return self._review_examples
 
     def collect(
         self,
@@ -181,6 +190,7 @@ class RolloutEngine:
                     seeds=seeds,
                     config=self.supervision,
                     judges=[ep.env.check_action for ep in live],
+                    examples=self.review_examples,
                 )
             for ep, comp, props in zip(live, completions, proposals):
                 self._advance(ep, comp, props)

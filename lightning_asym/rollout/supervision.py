@@ -14,7 +14,7 @@ from typing import Any
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.review.base import Reviewer, ReviewRequest
-from lightning_asym.types import REVISION_PREFIX, Action, Message, Proposal, Task
+from lightning_asym.types import REVISION_PREFIX, Action, Message, Proposal, ReviewExample, Task
 
 FALLBACKS = ("last", "first", "block")
 
@@ -63,12 +63,14 @@ def supervise_step(
     seeds: Sequence[int],
     config: SupervisionConfig,
     judges: Sequence[Callable[[Action | None], dict[str, Any] | None]] | None = None,
+    examples: Sequence[ReviewExample] = (),
 ) -> tuple[list[Completion], list[list[Proposal]]]:
     """Review one step's proposals of all live episodes, batching reviews and revisions.
 
     `judges[i]`, when given, is the env's `check_action` for episode i: each proposal is
     labelled with the env's own verdict (`deviation`, `violation`) so reviewers can be scored;
-    an env that does not judge returns None and its proposals stay unlabelled.
+    an env that does not judge returns None and its proposals stay unlabelled. `examples` (the
+    env's `review_examples()`) ride on every review request, for a few-shot critic.
     Returns the completion that goes out for each episode and its proposal history.
     """
     n = len(completions)
@@ -88,6 +90,7 @@ def supervise_step(
                 tools,
                 privileged[i] if config.privileged else None,
                 key=keys[i],
+                examples=examples,
             )
             for i in pending
         ]

@@ -9,10 +9,11 @@ from typing import Any
 
 from lightning_asym.envs.base import SPLITS, MultiTurnEnv, StepResult, error_result, register_env
 from lightning_asym.envs.preferences.domain import ASPECT_NAMES, ASPECTS, SCORES, classify
+from lightning_asym.envs.preferences.examples import REVIEW_EXAMPLES
 from lightning_asym.envs.preferences.generate import GenConfig, generate_split, task_signature
 from lightning_asym.envs.preferences.user import PreferenceUser
 from lightning_asym.envs.users import UserSimulator, split_stop
-from lightning_asym.types import RESPOND, Action, Message, Task
+from lightning_asym.types import RESPOND, Action, Message, ReviewExample, Task
 
 POLICY = """You are a helpful travel-planning assistant.
 Aspects to plan: {aspects}.
@@ -130,6 +131,10 @@ class PreferencesEnv(MultiTurnEnv):
     @property
     def tool_schemas(self) -> list[dict[str, Any]]:
         return copy.deepcopy(TOOL_SCHEMAS)
+
+    def review_examples(self) -> tuple[ReviewExample, ...]:
+        """A recommendation before asking (revise) and a search once the aspect is told (approve)."""
+        return REVIEW_EXAMPLES
 
     # ------------------------------------------------------------------ episode
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, register_env
 from lightning_asym.envs.retail.db import DB, db_hash, generate_db
+from lightning_asym.envs.retail.examples import REVIEW_EXAMPLES
 from lightning_asym.envs.retail.policy import (
     AUTHENTICATE_FIRST,
     EXPLICIT_CONFIRMATION,
@@ -43,7 +44,7 @@ from lightning_asym.envs.retail.tools import (
 )
 from lightning_asym.envs.retail.user import ScriptedRetailUser
 from lightning_asym.envs.users import UserSimulator, split_stop
-from lightning_asym.types import Action, Message, Task
+from lightning_asym.types import Action, Message, ReviewExample, Task
 
 _AMOUNT_RE = re.compile(r"\$\s?(\d[\d,]*\.\d\d)\b")
 
@@ -197,6 +198,10 @@ class RetailEnv(MultiTurnEnv):
         """The gold actions not yet matched, in order (None before `reset`)."""
         remaining = getattr(self, "_remaining", None)
         return list(remaining) if remaining is not None else None
+
+    def review_examples(self) -> tuple[ReviewExample, ...]:
+        """A write before authentication (revise) and the authentication lookup (approve)."""
+        return REVIEW_EXAMPLES
 
     def check_action(self, action: Action | None) -> dict[str, Any]:
         """The env's judgement of `action` in the current state, without applying it.

@@ -20,7 +20,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, register_env
+from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, fits_tools, register_env
+from lightning_asym.envs.retail.examples import REVIEW_EXAMPLES as RETAIL_EXAMPLES
 from lightning_asym.envs.tau_bench import judge
 from lightning_asym.envs.tau_bench.loader import (
     LITELLM_HINT,
@@ -32,7 +33,7 @@ from lightning_asym.envs.tau_bench.loader import (
 )
 from lightning_asym.envs.tau_bench.users import TauScriptedUser, UserBridge
 from lightning_asym.envs.users import UserSimulator, split_stop
-from lightning_asym.types import Action, Message, Task
+from lightning_asym.types import Action, Message, ReviewExample, Task
 
 USER_STRATEGIES = ("scripted", "human", *LLM_STRATEGIES)
 
@@ -289,6 +290,14 @@ class TauBenchEnv(MultiTurnEnv):
         """The gold tool calls not yet made, in order (None before `reset`)."""
         remaining = getattr(self, "_remaining", None)
         return list(remaining) if remaining is not None else None
+
+    def review_examples(self) -> tuple[ReviewExample, ...]:
+        """τ-bench retail reuses our retail domain's worked reviews (`envs/retail/examples.py`): its
+        policy also asks to authenticate the user first, and the examples are kept only if its tools
+        take their calls (`fits_tools`: same names and arguments). None for other domains (airline)."""
+        if self.env_name == "retail" and fits_tools(RETAIL_EXAMPLES, self.tool_schemas):
+            return RETAIL_EXAMPLES
+        return ()
 
     def check_action(self, action: Action | None) -> dict[str, Any] | None:
         """Against the gold plan and the domain's policy rules (see `judge.judge_action`)."""
