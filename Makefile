@@ -14,7 +14,7 @@ EXTRAS ?= dev,real,lora,serve,data
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test test-fast lint format bench critic-pipeline clean
+.PHONY: setup quickstart test test-fast lint format bench critic-pipeline critic-smollm2 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ critic-pipeline: setup  ## tiny models: mine critic data, fine-tune a critic, ca
 		--data.init_args.val_split inloop --model.init_args.model runs/critic_pipeline/critic
 	$(BIN)/lightning-asym test --config configs/critic/test_tiny.yaml \
 		--model.init_args.reviewer.init_args.backend runs/critic_pipeline/critic
+
+critic-smollm2: setup  ## the SmolLM2-135M critic of docs/RESULTS.md: mine, fine-tune (LoRA), calibrate (~1 h on 2 CPU cores)
+	$(BIN)/lightning-asym predict --config configs/critic/datagen.yaml
+	$(BIN)/lightning-asym fit --config configs/critic/sft_smollm2_lora.yaml
+	$(BIN)/lightning-asym validate --config configs/critic/calibrate_smollm2_lora.yaml
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache data/critic_tiny
