@@ -9,6 +9,7 @@ import pytest
 from lightning_asym.envs.retail import TOOL_SCHEMAS, TOOLS, WRITE_TOOLS, db_hash, generate_db, run_tool
 
 EXPECTED = {
+    "calculate",
     "find_user_id_by_email",
     "find_user_id_by_name_zip",
     "get_user_details",
@@ -142,12 +143,13 @@ def test_modify_pending_order_items(db):
     if pm["source"] == "gift_card":
         pm["balance"] = 10_000.0
     oid = order["order_id"]
-    _refused(
+    held = sum(i["item_id"] == old for i in order["items"])
+    _refused(  # an id listed more often than the order holds the item
         db,
         "modify_pending_order_items",
         order_id=oid,
-        item_ids=[old],
-        new_item_ids=[old],
+        item_ids=[old] * (held + 1),
+        new_item_ids=[new] * (held + 1),
         payment_method_id=pm["id"],
     )
     _refused(
@@ -198,14 +200,13 @@ def test_modify_pending_order_items(db):
     )
     item = next(i for i in order["items"] if i["item_id"] == new)
     assert item["price"] == new_variant["price"] and item["options"] == new_variant["options"]
-    assert order["status"] == "pending (items modified)"
-    diff = round(new_variant["price"] - old_price, 2)
-    if diff:
-        kind = "payment" if diff > 0 else "refund"
-        assert order["payment_history"][n_hist:] == [
-            {"transaction_type": kind, "amount": abs(diff), "payment_method_id": pm["id"]}
-        ]
-    # items can be modified only once; the other pending operations still work
+    assert order["status"] == "pending (item modified)"  # τ-bench's string
+    diff = new_variant["price"] - old_price  # unrounded, and recorded even when zero, as τ-bench does
+    kind = "payment" if diff > 0 else "refund"
+    assert order["payment_history"][n_hist:] == [
+        {"transaction_type": kind, "amount": abs(diff), "payment_method_id": pm["id"]}
+    ]
+    # items can be modified only once, and then the order takes no other change (as in τ-bench)
     _refused(
         db,
         "modify_pending_order_items",
@@ -214,7 +215,8 @@ def test_modify_pending_order_items(db):
         new_item_ids=[old],
         payment_method_id=pm["id"],
     )
-    _ok(db, "modify_pending_order_address", order_id=oid, **ADDR)
+    _refused(db, "modify_pending_order_address", order_id=oid, **ADDR)
+    _refused(db, "cancel_pending_order", order_id=oid, reason="no longer needed")
 
 
 def test_modify_pending_order_address(db):
@@ -436,3 +438,96 @@ def test_numeric_ids_are_coerced(db):
     item = order["items"][0]
     pid = int(item["product_id"])
     assert json.loads(_ok(db, "get_product_details", product_id=pid))["product_id"] == item["product_id"]
+
+
+def test_an_item_can_be_exchanged_for_itself_and_listed_as_often_as_held():
+    """As τ-bench: a replacement of the same variant is an exchange, and an id repeats as often as
+    the order holds the item."""
+    db = generate_db(0)
+    order = _order(db, "delivered", lambda db, o: len(o["items"]) >= 2)
+    first = order["items"][0]
+    db["products"][first["product_id"]]["variants"][first["item_id"]]["available"] = True
+    order["items"][1] = json.loads(json.dumps(first))  # the order now holds that item twice
+    pm = next(iter(db["users"][order["user_id"]]["payment_methods"].values()))
+    pm["balance"] = 10_000.0
+    kw = dict(order_id=order["order_id"], payment_method_id=pm["id"])
+    _refused(
+        db,
+        "exchange_delivered_order_items",
+        item_ids=[first["item_id"]] * 3,
+        new_item_ids=[first["item_id"]] * 3,
+        **kw,
+    )
+    twice = [first["item_id"]] * 2
+    _ok(db, "exchange_delivered_order_items", item_ids=twice, new_item_ids=twice, **kw)
+    assert order["exchange_items"] == twice and order["exchange_price_difference"] == 0
+
+
+def _pending_with(n: int) -> tuple[dict, dict]:
+    for seed in range(100):
+        db = generate_db(seed)
+        try:
+            return db, _order(db, "pending", lambda db, o: len(o["items"]) >= n)
+        except LookupError:
+            continue
+    raise LookupError(f"no pending order with {n} items in 100 seeds")
+
+
+def test_modify_items_records_the_unrounded_difference_in_the_given_order():
+    db, order = _pending_with(3)
+    user = db["users"][order["user_id"]]
+    pm = next(iter(user["payment_methods"].values()))
+    pm["balance"] = 10_000.0
+    prices = [0.1, 0.2, 0.3]
+    for item in order["items"][:3]:
+        db["products"][item["product_id"]]["variants"][item["item_id"]]["available"] = True
+        item["price"] = 0.0
+    ids = [i["item_id"] for i in order["items"][:3]]
+    for item_id, price in zip(ids, prices):  # each item "becomes" itself at a new price
+        product = next(p for p in db["products"].values() if item_id in p["variants"])
+        product["variants"][item_id]["price"] = price
+    before = json.loads(json.dumps(db))
+    _ok(
+        db,
+        "modify_pending_order_items",
+        order_id=order["order_id"],
+        item_ids=ids,
+        new_item_ids=ids,
+        payment_method_id=pm["id"],
+    )
+    assert order["payment_history"][-1]["amount"] == (0.1 + 0.2) + 0.3  # 0.6000000000000001, as τ-bench
+    other = before
+    o2 = other["orders"][order["order_id"]]
+    _ok(
+        other,
+        "modify_pending_order_items",
+        order_id=o2["order_id"],
+        item_ids=ids[::-1],
+        new_item_ids=ids[::-1],
+        payment_method_id=pm["id"],
+    )
+    assert o2["payment_history"][-1]["amount"] == (0.3 + 0.2) + 0.1  # 0.6
+    assert db_hash(db) == db_hash(other)  # compared in cents: the listing order cannot change the reward
+
+
+@pytest.mark.parametrize(
+    "expression, result",
+    [
+        ("2 + 2", "4.0"),
+        ("(120.5 - 99.99) * 2", "41.02"),
+        ("10 / 4", "2.5"),
+        ("-3 + 1", "-2.0"),
+        ("1/3", "0.33"),
+    ],
+)
+def test_calculate(expression, result):
+    db = generate_db(0)
+    before = db_hash(db)
+    assert _ok(db, "calculate", expression=expression) == result
+    assert db_hash(db) == before
+
+
+@pytest.mark.parametrize("expression", ["", "2 ** 10", "__import__('os')", "1 / 0", "2 +", "abs(-1)"])
+def test_calculate_refuses_anything_but_arithmetic(expression):
+    obs = _refused(generate_db(0), "calculate", expression=expression)
+    assert "expression" in obs or "division by zero" in obs
