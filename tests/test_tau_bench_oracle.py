@@ -124,3 +124,15 @@ def test_tau_rule_critic_sends_the_oracle_back_to_authenticate(env):
         sent = [t.action.name for t in traj.turns if t.action is not None and not t.action.is_reply]
         assert sent.index("find_user_id_by_name_zip") < sent.index(writes_of(traj)[0].name)
         assert not any(t.info.get("violation") for t in traj.turns)
+
+
+def test_an_address_copied_from_another_order_is_read_first(env):
+    """Task 78: "change address to same as #W8277957"; the plan reads that order before the write."""
+    task = env.tasks("test")[78]
+    names = [(a.name, a.kwargs.get("order_id")) for a in task.gold_actions]
+    write = names.index(("modify_pending_order_address", "#W5056519"))
+    assert ("get_order_details", "#W8277957") in names[:write]
+    oracle, (traj,) = run(env, [task], TauRuleCritic("retail"))
+    assert traj.success and not any(
+        p.review and p.review.verdict == "revise" for t in traj.turns for p in t.proposals
+    )

@@ -24,12 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from lightning_asym.envs.agent_plan import PLAN_KEY, plan_step
-from lightning_asym.envs.tau_bench.judge import AUTH_TOOLS, TRANSFER, WRITE_TOOLS
+from lightning_asym.envs.tau_bench.judge import ADDRESS_KEYS, AUTH_TOOLS, TRANSFER, WRITE_TOOLS
 from lightning_asym.types import Action
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
 """τ-bench retail's two cancellation reasons (its `cancel_pending_order` accepts no other)."""
-ADDRESS_KEYS = ("address1", "address2", "city", "state", "country", "zip")
 
 
 def kind_of(domain: str, name: str) -> str:
