@@ -214,3 +214,14 @@ def test_rollout_engine_and_generic_tasks(env):
     assert NoisyOracleBackend(0.0).complete([[Message("user", content="hi")]])[0].action.is_reply
     with pytest.raises(ValueError):
         NoisyOracleBackend(error_rate=1.5)
+
+
+def test_retail_behaviour_matches_the_recorded_run():
+    """Same seeds, same proposals on our retail as main's code gave (see tests/oracle_record.py)."""
+    import json
+    from pathlib import Path
+
+    from oracle_record import record
+
+    expected = json.loads((Path(__file__).parent / "data" / "oracle_retail_record.json").read_text())
+    assert record() == expected

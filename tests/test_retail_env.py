@@ -57,7 +57,7 @@ def _replay(env, task, actions, say_outputs=True):
 def test_registered_and_schemas(env):
     assert "retail" in registered_envs() and isinstance(make_env("retail", num_train=2), RetailEnv)
     names = {s["function"]["name"] for s in env.tool_schemas}
-    assert "respond" not in names and "transfer_to_human_agents" in names and len(names) == 15
+    assert "respond" not in names and "transfer_to_human_agents" in names and len(names) == 16
     msgs = env.fork().reset(env.tasks("test")[0])
     assert [m.role for m in msgs] == ["system", "user"] and "Authenticate first" in msgs[0].content
     with pytest.raises(ValueError):

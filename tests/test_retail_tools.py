@@ -9,6 +9,7 @@ import pytest
 from lightning_asym.envs.retail import TOOL_SCHEMAS, TOOLS, WRITE_TOOLS, db_hash, generate_db, run_tool
 
 EXPECTED = {
+    "calculate",
     "find_user_id_by_email",
     "find_user_id_by_name_zip",
     "get_user_details",
@@ -142,12 +143,13 @@ def test_modify_pending_order_items(db):
     if pm["source"] == "gift_card":
         pm["balance"] = 10_000.0
     oid = order["order_id"]
-    _refused(
+    held = sum(i["item_id"] == old for i in order["items"])
+    _refused(  # an id listed more often than the order holds the item
         db,
         "modify_pending_order_items",
         order_id=oid,
-        item_ids=[old],
-        new_item_ids=[old],
+        item_ids=[old] * (held + 1),
+        new_item_ids=[new] * (held + 1),
         payment_method_id=pm["id"],
     )
     _refused(
@@ -198,14 +200,13 @@ def test_modify_pending_order_items(db):
     )
     item = next(i for i in order["items"] if i["item_id"] == new)
     assert item["price"] == new_variant["price"] and item["options"] == new_variant["options"]
-    assert order["status"] == "pending (items modified)"
-    diff = round(new_variant["price"] - old_price, 2)
-    if diff:
-        kind = "payment" if diff > 0 else "refund"
-        assert order["payment_history"][n_hist:] == [
-            {"transaction_type": kind, "amount": abs(diff), "payment_method_id": pm["id"]}
-        ]
-    # items can be modified only once; the other pending operations still work
+    assert order["status"] == "pending (item modified)"  # τ-bench's string
+    diff = new_variant["price"] - old_price  # unrounded, and recorded even when zero, as τ-bench does
+    kind = "payment" if diff > 0 else "refund"
+    assert order["payment_history"][n_hist:] == [
+        {"transaction_type": kind, "amount": abs(diff), "payment_method_id": pm["id"]}
+    ]
+    # items can be modified only once, and then the order takes no other change (as in τ-bench)
     _refused(
         db,
         "modify_pending_order_items",
@@ -214,7 +215,8 @@ def test_modify_pending_order_items(db):
         new_item_ids=[old],
         payment_method_id=pm["id"],
     )
-    _ok(db, "modify_pending_order_address", order_id=oid, **ADDR)
+    _refused(db, "modify_pending_order_address", order_id=oid, **ADDR)
+    _refused(db, "cancel_pending_order", order_id=oid, reason="no longer needed")
 
 
 def test_modify_pending_order_address(db):

@@ -222,8 +222,25 @@ def db_hash(db: DB) -> str:
     The catalog is left out because no tool writes it and it is a function of the seed, so
     two databases of one task agree on it; skipping it halves the cost of every comparison.
     """
-    state = {"users": db["users"], "orders": db["orders"]}
+    state = {"users": db["users"], "orders": _amounts_in_cents(db["orders"])}
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def _amounts_in_cents(orders: dict[str, Any]) -> dict[str, Any]:
+    """`orders` with payment amounts rounded to cents, copying only the orders that need it.
+
+    A price difference is recorded unrounded, as τ-bench records it (`ops._price_difference`),
+    and a sum of three or more floats depends on the order of its terms; compared in cents, the
+    order in which an agent lists the items cannot change the reward.
+    """
+    out = orders
+    for oid, order in orders.items():
+        history = order.get("payment_history") or []
+        if any(p.get("amount") != round(p.get("amount") or 0.0, 2) for p in history):
+            if out is orders:
+                out = dict(orders)
+            out[oid] = {**order, "payment_history": [{**p, "amount": round(p["amount"], 2)} for p in history]}
+    return out
 
 
 def order_total(order: dict[str, Any]) -> float:

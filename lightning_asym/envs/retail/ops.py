@@ -8,7 +8,9 @@ Lists that have no meaningful order are stored sorted, so equal intents give equ
 
 from __future__ import annotations
 
+import ast
 import json
+import operator
 from typing import Any
 
 from lightning_asym.envs.retail.db import DB
@@ -46,19 +48,24 @@ def _pm(db: DB, order: dict[str, Any], pm_id: str) -> dict[str, Any]:
 
 
 def _check_items(order: dict[str, Any], item_ids: list[str]) -> list[dict[str, Any]]:
+    """The order's items named by `item_ids`, in that order. An id may repeat as often as the
+    order holds that item (two identical items), as in τ-bench; each repeat is the next such item."""
     if not item_ids:
         raise ToolError("item_ids must not be empty")
-    if len(set(item_ids)) != len(item_ids):
-        raise ToolError("item_ids contains duplicates")
-    by_id = {i["item_id"]: i for i in order["items"]}
-    missing = [i for i in item_ids if i not in by_id]
+    left: dict[str, list[dict[str, Any]]] = {}
+    for item in order["items"]:
+        left.setdefault(item["item_id"], []).append(item)
+    missing = sorted({i for i in item_ids if item_ids.count(i) > len(left.get(i, []))})
     if missing:
-        raise ToolError(f"item(s) {', '.join(missing)} not found in order {order['order_id']}")
-    return [by_id[i] for i in item_ids]
+        raise ToolError(
+            f"item(s) {', '.join(missing)} not found (as often as listed) in order {order['order_id']}"
+        )
+    return [left[i].pop(0) for i in item_ids]
 
 
 def _check_swaps(db: DB, order: dict[str, Any], item_ids: list[str], new_item_ids: list[str]) -> list[tuple]:
-    """Validated (old item, new variant) pairs, sorted by old item id."""
+    """Validated (old item, new variant) pairs, in the order given. A new item may be the old
+    one (a replacement of the same variant), as τ-bench allows."""
     if len(item_ids) != len(new_item_ids):
         raise ToolError("item_ids and new_item_ids must have the same length")
     olds = _check_items(order, item_ids)
@@ -70,12 +77,19 @@ def _check_swaps(db: DB, order: dict[str, Any], item_ids: list[str], new_item_id
                 f"new item {new_id} is not a variant of product {old['name']} ({old['product_id']})"
             )
         new = variants[new_id]
-        if new_id == old["item_id"]:
-            raise ToolError(f"new item {new_id} is the same as the old item")
         if not new["available"]:
             raise ToolError(f"new item {new_id} is not available")
         pairs.append((old, new))
-    return sorted(pairs, key=lambda p: p[0]["item_id"])
+    return pairs
+
+
+def _price_difference(pairs: list[tuple]) -> float:
+    """New minus old prices, summed in the order the items were given, as τ-bench sums them (so the
+    same float comes out, last digit included; the agent sees it in the tool's output)."""
+    diff = 0.0
+    for old, new in pairs:
+        diff += new["price"] - old["price"]
+    return diff
 
 
 def _charge(pm: dict[str, Any], amount: float) -> None:
@@ -98,7 +112,9 @@ def _pay(order: dict[str, Any], pm: dict[str, Any], amount: float) -> None:
 
 
 def _pending(order: dict[str, Any], what: str) -> None:
-    if not order["status"].startswith("pending"):
+    # exactly "pending", as τ-bench: an order whose items were modified is "pending (item
+    # modified)" and takes no further change (the policy: only pending orders can change)
+    if order["status"] != "pending":
         raise ToolError(f"non-pending order {order['order_id']} (status {order['status']}) cannot be {what}")
 
 
@@ -152,6 +168,45 @@ def list_all_product_types(db: DB) -> str:
     return _dump({p["name"]: pid for pid, p in db["products"].items()})
 
 
+_ARITHMETIC = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+_SIGNS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and not isinstance(node.value, bool)
+    ):
+        return float(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        return _ARITHMETIC[type(node.op)](_evaluate(node.left), _evaluate(node.right))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _SIGNS:
+        return _SIGNS[type(node.op)](_evaluate(node.operand))
+    raise ToolError("the expression may hold only numbers, + - * /, parentheses and spaces")
+
+
+def calculate(db: DB, expression: str) -> str:
+    """The value of an arithmetic expression, rounded to cents (τ-bench's `calculate`; ours
+    parses the expression rather than evaluating code)."""
+    if not expression.strip() or any(c not in "0123456789+-*/(). " for c in expression):
+        raise ToolError("the expression may hold only numbers, + - * /, parentheses and spaces")
+    try:
+        value = _evaluate(ast.parse(expression.strip(), mode="eval"))
+    except SyntaxError as e:
+        raise ToolError(f"the expression does not parse ({e.msg})") from e
+    except ZeroDivisionError as e:
+        raise ToolError("division by zero") from e
+    return str(round(value, 2))
+
+
 def think(db: DB, thought: str) -> str:
     return ""
 
@@ -176,6 +231,9 @@ def cancel_pending_order(db: DB, order_id: str, reason: str) -> str:
         )
         for p in order["payment_history"]
     ]
+    # τ-bench records every earlier transaction as a refund, an earlier refund too (after a payment
+    # change, that pays the old amount back twice); we reverse each one. The two agree on an order
+    # paid once, the only kind τ-bench's gold cancels (tools/retail_vs_tau_bench.py).
     for pm, amount in refunds:
         _pay(order, pm, -amount)
     order["status"] = "cancelled"
@@ -187,17 +245,24 @@ def modify_pending_order_items(
     db: DB, order_id: str, item_ids: list[str], new_item_ids: list[str], payment_method_id: str
 ) -> str:
     order = _order(db, order_id)
-    _pending(order, "modified")
-    if order["status"] != "pending":
+    if order["status"].startswith("pending ("):
         raise ToolError(f"the items of order {order['order_id']} were already modified once")
+    _pending(order, "modified")
     pairs = _check_swaps(db, order, item_ids, new_item_ids)
     pm = _pm(db, order, payment_method_id)
-    diff = round(sum(n["price"] - o["price"] for o, n in pairs), 2)
+    diff = _price_difference(pairs)
     _charge(pm, diff)
-    _pay(order, pm, diff)
+    # τ-bench's record: the unrounded difference, even a zero one (as a refund of 0); a gift card's
+    # balance is rounded to cents after the move
+    kind = "payment" if diff > 0 else "refund"
+    order["payment_history"].append(
+        {"transaction_type": kind, "amount": abs(diff), "payment_method_id": pm["id"]}
+    )
+    if pm["source"] == "gift_card":
+        pm["balance"] = round(pm["balance"] - diff, 2)
     for old, new in pairs:
         old.update(item_id=new["item_id"], price=new["price"], options=dict(new["options"]))
-    order["status"] = "pending (items modified)"
+    order["status"] = "pending (item modified)"  # τ-bench's status string
     return _dump(order)
 
 
@@ -250,11 +315,12 @@ def exchange_delivered_order_items(
     _delivered(order, "exchanged")
     pairs = _check_swaps(db, order, item_ids, new_item_ids)
     pm = _pm(db, order, payment_method_id)
-    diff = round(sum(n["price"] - o["price"] for o, n in pairs), 2)
+    diff = round(_price_difference(pairs), 2)
     _charge(pm, diff)
     order["status"] = "exchange requested"
-    order["exchange_items"] = [o["item_id"] for o, _ in pairs]
-    order["exchange_new_items"] = [n["item_id"] for _, n in pairs]
+    # each list sorted on its own, as τ-bench stores them (the pairs are in the call, not here)
+    order["exchange_items"] = sorted(item_ids)
+    order["exchange_new_items"] = sorted(new_item_ids)
     order["exchange_payment_method_id"] = pm["id"]
     order["exchange_price_difference"] = diff
     return _dump(order)

@@ -28,8 +28,15 @@ that was rejected (a false alarm) is proposed again unchanged, except that with 
 comes back with a wrong argument, and any other correct action turns into giving up (a
 transfer to a human). So a critic's false alarms cost success, not only tokens.
 
-Tasks without retail `data["intents"]` get a generic plan: call the gold actions in order,
-then say "Done.".
+Tasks of other envs that offer an agent plan (`data["agent_plan"]`, see `envs/agent_plan.py`;
+τ-bench's tasks do) are played by `oracle_steps` with the same modes, where they apply:
+``unauthenticated_write`` skips the plan's authentication call, ``give_up`` transfers at the
+first step of an intent (the reads before a write, and the write), ``premature_end`` and
+``skipped_confirmation`` strike where the oracle would ask for a yes before a write,
+``wrong_order`` and ``wrong_argument`` take the env's real wrong values (another order, item,
+variant or payment method of the same user), and ``hallucinated_output`` misstates the amounts
+and counts among the task's required outputs in the final "Done." reply. Tasks with neither
+get a generic plan: call the gold actions in order, then say "Done.".
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from collections.abc import Sequence
 from lightning_asym.backends.scripted import TextPolicyBackend
 from lightning_asym.backends.toolcalls import format_action
 from lightning_asym.envs.retail import oracle_plan as plan
+from lightning_asym.envs.retail import oracle_steps as steps
 from lightning_asym.envs.retail.conversation import strip_revisions
 from lightning_asym.types import REVISION_PREFIX, Action, Message, Task
 
@@ -130,6 +138,11 @@ class NoisyOracleBackend(TextPolicyBackend):
         if "intents" in task.data:
             step = plan.next_step(conv, task, force_auth=True)  # what `_clean` proposes, with its tag
             action, is_write = step.action, step.tag == "write"
+        elif steps.has_plan(task):
+            pstep = steps.next_step(conv, task, force_auth=True)
+            if pstep.tag == "write":
+                return steps.wrong_argument(pstep, rng)
+            return Action(plan.TRANSFER, {"summary": plan.GIVE_UP_SUMMARY})
         else:
             action = _generic_step(conv, task)
             is_write = not action.is_reply
@@ -140,6 +153,8 @@ class NoisyOracleBackend(TextPolicyBackend):
     def _clean(self, conv: list[Message], task: Task) -> Action:
         if "intents" in task.data:
             return plan.next_step(conv, task, force_auth=True).action
+        if steps.has_plan(task):
+            return steps.next_step(conv, task, force_auth=True).action
         return _generic_step(conv, task)
 
     def _strike(self, mode: str, rng: random.Random) -> bool:
@@ -150,6 +165,8 @@ class NoisyOracleBackend(TextPolicyBackend):
         return hit
 
     def _noisy(self, conv: list[Message], task: Task, rng: random.Random) -> Action:
+        if "intents" not in task.data and steps.has_plan(task):
+            return self._noisy_plan(conv, task, rng)
         if "intents" not in task.data:
             action = _generic_step(conv, task)
             if not action.is_reply and self._strike("wrong_argument", rng):
@@ -172,6 +189,35 @@ class NoisyOracleBackend(TextPolicyBackend):
                 return plan.wrong_argument(step.action, conv, task, rng)
         if step.tag in ("confirm", "report") and step.intent and step.intent["outputs"]:
             return self._maybe_hallucinate(step, conv, rng)
+        return step.action
+
+    def _noisy_plan(self, conv: list[Message], task: Task, rng: random.Random) -> Action:
+        """`_noisy` for a task with an env's agent plan (see `oracle_steps`)."""
+        step = steps.next_step(conv, task)
+        if step.tag == "auth" and self._strike("unauthenticated_write", rng):
+            step = steps.next_step(conv, task, skip_auth=True)
+        if step.first_of_intent and step.tag != "transfer" and self._strike("give_up", rng):
+            return Action(plan.TRANSFER, {"summary": plan.GIVE_UP_SUMMARY})
+        if step.tag == "confirm":
+            if self._strike("premature_end", rng):
+                return Action.reply(steps.done_text(task))
+            if self._strike("skipped_confirmation", rng):
+                return step.write
+        if step.tag == "write":
+            if self._strike("wrong_order", rng):
+                return steps.wrong_target(step, rng)
+            if self._strike("wrong_argument", rng):
+                return steps.wrong_argument(step, rng)
+        outputs = steps.numeric_outputs(task)
+        if step.tag == "report" and outputs:
+            before = steps.earlier_report(conv)
+            wrong = (
+                self._strike("hallucinated_output", rng)
+                if before is None
+                else not all(o in before for o in outputs)
+            )
+            if wrong:
+                return Action.reply(plan.hallucinate(step.action.content, outputs))
         return step.action
 
     def _maybe_hallucinate(self, step: plan.Step, conv: list[Message], rng: random.Random) -> Action:

@@ -64,6 +64,7 @@ def _is_work(e: Event) -> bool:
             "find_user_id_by_name_zip",
             "get_user_details",
             "think",
+            "calculate",
             TRANSFER,
         )
     return e.kind == "say" and CONFIRM_MARK in e.text

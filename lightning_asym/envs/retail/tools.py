@@ -154,6 +154,13 @@ TOOLS: dict[str, Tool] = {
             {"summary": ("string", "a summary of the user's issue")},
         ),
         Tool(
+            "calculate",
+            ops.calculate,
+            "Calculate the value of an arithmetic expression (numbers, + - * /, parentheses), "
+            "rounded to cents; no effect on the database or the user.",
+            {"expression": ("string", "the expression, such as '2 + 2' or '(120.5 - 99.99) * 2'")},
+        ),
+        Tool(
             "think",
             ops.think,
             "Think step by step; no effect on the database or the user.",

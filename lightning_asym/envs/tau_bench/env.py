@@ -31,6 +31,7 @@ from lightning_asym.envs.tau_bench.loader import (
     litellm_available,
     tau_split,
 )
+from lightning_asym.envs.tau_bench.plan import agent_plan
 from lightning_asym.envs.tau_bench.users import TauScriptedUser, UserBridge
 from lightning_asym.envs.users import UserSimulator, split_stop
 from lightning_asym.types import Action, Message, ReviewExample, Task
@@ -161,6 +162,9 @@ class TauBenchEnv(MultiTurnEnv):
                 "tau_split": self.splits[split],
                 "user_id": getattr(t, "user_id", ""),
                 "reads_added": added,  # lookups put before writes (see judge.complete_plan)
+                # what a plan-following actor (our noisy oracle) needs: the steps, and real wrong
+                # values for each write from τ-bench's database (see plan.py)
+                **agent_plan(self.env_name, gold, getattr(t, "user_id", ""), data),
             },
         )
 

@@ -140,8 +140,9 @@ def complete_plan(domain: str, gold: list[Action], user_id: str, data: Any) -> t
     oracle) would break the authentication rule in every such episode, and a critic that asks
     for ids to be looked up could never be satisfied. So, before each write, we add the lookups
     that show what it uses: the user (retail: by email; the user's details for payment methods),
-    the order or reservation, the product of each new item. Reads never change the database, so
-    τ-bench's reward (final database and outputs) is the same.
+    the order or reservation, the product of each new item, and, for an address change, the
+    user or the other order whose address it copies ("same as order #W…"). Reads never change
+    the database, so τ-bench's reward (final database and outputs) is the same.
     """
     writes = WRITE_TOOLS.get(domain, frozenset())
     users = (data or {}).get("users") or {}
@@ -169,6 +170,10 @@ def complete_plan(domain: str, gold: list[Action], user_id: str, data: Any) -> t
                 read("get_order_details", order_id=kw["order_id"])
             if isinstance(kw.get("reservation_id"), str):
                 read("get_reservation_details", reservation_id=kw["reservation_id"])
+            if "zip" in kw:  # an address write: read where the new address is shown, if it is anywhere
+                source = _address_source(kw, users[user_id], user_id, (data or {}).get("orders") or {})
+                if source is not None:
+                    read(source[0], **source[1])
             for item in kw.get("new_item_ids") or []:
                 pid = next((p for p, prod in products.items() if item in (prod.get("variants") or {})), None)
                 if pid is not None:
@@ -177,3 +182,21 @@ def complete_plan(domain: str, gold: list[Action], user_id: str, data: Any) -> t
         if a.name not in writes:
             shown.add((a.name, repr(sorted(a.kwargs.items()))))
     return plan, len(plan) - len(gold)
+
+
+ADDRESS_KEYS = ("address1", "address2", "city", "state", "country", "zip")
+
+
+def _address_source(
+    kw: dict[str, Any], user: dict[str, Any], user_id: str, orders: dict[str, Any]
+) -> tuple[str, dict[str, str]] | None:
+    """The read that shows the address an address write sets: the user's details when it is their
+    default address, else another order of theirs that has it; None when no record has it."""
+    new = {k: kw.get(k) for k in ADDRESS_KEYS}
+    if {k: (user.get("address") or {}).get(k) for k in ADDRESS_KEYS} == new:
+        return ("get_user_details", {"user_id": user_id})
+    for oid in user.get("orders") or []:
+        address = (orders.get(oid) or {}).get("address") or {}
+        if oid != kw.get("order_id") and {k: address.get(k) for k in ADDRESS_KEYS} == new:
+            return ("get_order_details", {"order_id": oid})
+    return None
