@@ -25,6 +25,12 @@ learns never to finish an episode.)
 With `advantage: grpo` or `rloo` the critic is not used: the baseline is the mean reward of
 the other episodes of the same task in the batch (set the data module's `group_size`).
 
+Both models are built in `configure_model` (once, after `setup` gave a `corpus: env` tokenizer its
+texts); under Lightning's `ModelParallelStrategy` each is then sharded with FSDP2 (`shard`), and the
+actor's weights are gathered for each rollout batch (`rollout_phase`, `models.gathered`): see
+docs/scale.md for that choice and its cost. Under FSDP2 checkpoints are distributed checkpoints
+(a directory, one shard file per rank) and resume like a single file.
+
 Checkpoints carry the run's model config as hyperparameters, so
 `AsymmetricActorCritic.load_from_checkpoint(ckpt)` rebuilds the module, and `export(dir)` writes
 the actor and the critic as plain transformers directories (`tools/export.py`).
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, get_args
 
@@ -42,7 +49,7 @@ from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
-from lightning_asym import rl
+from lightning_asym import models, rl
 from lightning_asym.actor import ActorModule
 from lightning_asym.backends.scripted import ScriptedBackend, ScriptedPolicy
 from lightning_asym.critic import CriticModule
@@ -125,6 +132,22 @@ class AsymmetricActorCritic(LightningModule):
                 self._corpus = list(dm.env.corpus())
             for m in modules:
                 m.adapt_to_env(dm.env)
+
+    def configure_model(self) -> None:
+        """Build the actor and the critic (once), and shard both under `ModelParallelStrategy`."""
+        modules = [m for m in (self.actor, self.critic) if m is not None]
+        for m in modules:
+            m.configure_model()
+        mesh = self.device_mesh
+        if mesh is not None:
+            dp = models.data_parallel_mesh(mesh)
+            policy = models.shard_policy(self.trainer.precision)
+            for m in modules:
+                m.shard(dp, policy)
+
+    def rollout_phase(self, stage: str) -> AbstractContextManager[None]:
+        """Around each rollout batch (`RolloutDataModule`): a sharded actor's weights gathered."""
+        return models.gathered(self.actor.model)
 
     def on_fit_start(self) -> None:
         if "16-mixed" == str(self.trainer.precision):
@@ -315,27 +338,7 @@ class AsymmetricActorCritic(LightningModule):
 
     def _log_train(self, trajs, tokens, stats, returns, values, mask, rollout_s) -> None:
         n = len(trajs)
-        # a minibatch without a valid token (every turn cut off) says nothing about the ratio or
-        # the KL: it is left out of each statistic, and a statistic no minibatch measured is not logged
-        log = {
-            f"train/{k}": rl.nonempty_mean(torch.stack(v), torch.stack(c))
-            for k, (v, c) in stats.items()
-            if bool((torch.stack(c) > 0).any())
-        }
-        kl = log.pop("train/kl_ref", log.get("train/approx_kl"))
-        if kl is not None:
-            log["train/kl"] = kl
-        log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
-        log["train/success"] = torch.tensor(sum(t.success for t in trajs) / n)
-        log["train/turns"] = torch.tensor(sum(t.num_turns for t in trajs) / n)
-        generated = sum(len(t.completion_ids) for traj in trajs for t in traj.turns)
-        log["train/tokens_per_s"] = torch.tensor(generated / max(rollout_s, 1e-9))
-        turns = [t for traj in trajs for t in traj.turns if t.completion_ids]
-        log["train/truncated_turns"] = torch.tensor(
-            sum(self.actor.cut_off(t) for t in turns) / max(len(turns), 1)
-        )
-        if self.critic is not None:
-            log["train/explained_variance"] = rl.explained_variance(values, returns, mask)
+        log = ppo_card.train_metrics(self, trajs, stats, returns, values, mask, rollout_s)
         self.log_dict(log, on_step=True, on_epoch=False, batch_size=n, prog_bar=False)
         self.log("train/success_pb", log["train/success"], prog_bar=True, logger=False, batch_size=n)
 
@@ -383,6 +386,7 @@ class AsymmetricActorCritic(LightningModule):
             for m in (self.actor, self.critic):
                 if m is not None:
                     m.adapt_to_env(ppo_card.EnvCorpus(self._corpus))
+        self.configure_model()  # load_from_checkpoint loads the weights next, into built models
         self._trained = dict(checkpoint.get("training") or {})
 
     def export(self, path: str | Path) -> dict[str, Path]:
