@@ -208,8 +208,8 @@ class AsymmetricActorCritic(LightningModule):
             old_logprobs = self.actor.token_logprobs(tokens)[0] if train_actor else None
             turn_adv, returns, old_values, turn_mask = self._advantages(trajs)
         adv = rl.broadcast_turns_to_tokens(turn_adv, tokens.turn_index, tokens.gen_mask)
-        if ppo.whiten_advantages:
-            adv = rl.masked_whiten(adv, tokens.gen_mask.float())
+        if ppo.whiten_advantages:  # over the global batch: every process's tokens
+            adv = rl.masked_whiten(adv, tokens.gen_mask.float(), sum_over=self._sum_over_processes())
         # per statistic: each minibatch's value and how many tokens or turns it was taken over
         stats: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         n = len(trajs)
@@ -241,6 +241,12 @@ class AsymmetricActorCritic(LightningModule):
                 values.append(v.detach().float())
                 counts.append(count.detach().float())
         self._log_train(trajs, tokens, stats, returns, old_values, turn_mask, rollout_s)
+
+    def _sum_over_processes(self) -> Any:
+        """A sum over the data-parallel processes (None on one), for statistics of the global batch."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return None
+        return lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
 
     def _forget_last_step_metrics(self) -> None:
         """Log only what this step measures. Lightning keeps a step metric in its results until
