@@ -5,9 +5,8 @@ Each vectorised function has a plain Python-loop ``*_reference`` twin in float64
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
