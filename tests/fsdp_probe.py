@@ -1,5 +1,6 @@
 """The FSDP2 probe (tests/test_fsdp.py): a few PPO steps of `AsymmetricActorCritic` on fixed
-trajectories, under Lightning's `ModelParallelStrategy` on 2 gloo processes, or on 1 process.
+trajectories, then a few `CriticSFT` steps (full, then LoRA) on fixed examples, under Lightning's
+`ModelParallelStrategy` on 2 gloo processes, or on 1 process.
 
     python tests/fsdp_probe.py OUT_DIR WORLD     # WORLD 2: Lightning relaunches this script for rank 1
 
@@ -7,13 +8,14 @@ The trajectories are synthetic and of one shape (turns, token counts, message le
 over one rank's tokens averaged over the ranks equals the mean over the global batch: the 2-rank
 run and a 1-rank run of the union batch take the same gradient, and their weights must agree.
 Rank r trains on half r of each step's global batch. Written to OUT_DIR:
-`rank{r}.json` (local and global parameter counts, rollout checks) and `weights.pt` (the full
-trained weights, gathered on rank 0).
+`rank{r}.json` (local and global parameter counts, rollout checks), `weights.pt` (the full
+trained weights, gathered on rank 0), and the critics `CriticSFT` saved, `sft_full/`, `sft_lora/`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from contextlib import nullcontext
@@ -29,9 +31,11 @@ from lightning_asym.backends.base import SamplingParams
 from lightning_asym.critic import CriticModule
 from lightning_asym.envs.preferences import PreferencesEnv
 from lightning_asym.jobs import AsymmetricActorCritic
+from lightning_asym.jobs.critic_data import CriticDataModule
+from lightning_asym.jobs.critic_sft import CriticSFT
 from lightning_asym.jobs.ppo_args import OptimArgs, PPOArgs
 from lightning_asym.rollout.engine import RolloutEngine
-from lightning_asym.types import Message, Trajectory, Turn
+from lightning_asym.types import Action, CriticExample, Message, Trajectory, Turn, write_jsonl
 
 ACTOR = {"arch": "llama", "tokenizer": "byte", "hidden_size": 32, "num_layers": 2, "num_heads": 2}
 CRITIC = {"arch": "gpt2", "tokenizer": "byte", "hidden_size": 16, "num_layers": 2, "num_heads": 2}
@@ -140,26 +144,74 @@ def module(world: int) -> AsymmetricActorCritic:
     )
 
 
-def run(out: Path, world: int) -> None:
+def sft_examples() -> list[CriticExample]:
+    """Critic examples in pairs of one verdict (approve, approve, revise, revise, ...) with equal-length
+    texts: read in order, every rank's batch holds one of each, as many answer tokens as any other."""
+    rng = random.Random(0)
+    # no spaces: the answer's feedback has its whitespace normalised, which would change its length
+    text = lambda n: "".join(rng.choice("abcdefgh") for _ in range(n))  # noqa: E731
+    out = []
+    for i in range(4 * STEPS):
+        revise = (i // 2) % 2 == 1
+        out.append(
+            CriticExample(
+                f"t{i}",
+                [Message("user", text(20)), Message("assistant", text(10)), Message("user", text(20))],
+                action=Action("respond", {"content": text(12)}),
+                verdict="revise" if revise else "approve",
+                feedback=text(30) if revise else "",
+            )
+        )
+    return out
+
+
+class InOrder(CriticDataModule):
+    """Train batches in file order: rank r reads examples r, r+2, ... (Lightning's own distributed
+    sampler would shuffle a train loader), so the ranks' batches of a step make the one-process batch."""
+
+    def train_dataloader(self) -> DataLoader:
+        from torch.utils.data import DistributedSampler
+
+        examples = self._split("train")
+        t = self.trainer
+        order = DistributedSampler(examples, num_replicas=t.world_size, rank=t.global_rank, shuffle=False)
+        return DataLoader(examples, batch_size=self.batch_size, sampler=order, collate_fn=list)  # type: ignore[arg-type]
+
+
+def trainer(world: int, steps: int, callbacks: list[Callback]) -> Trainer:
     from lightning.pytorch.strategies import ModelParallelStrategy
 
-    torch.manual_seed(0)
-    strategy = (
-        ModelParallelStrategy(data_parallel_size=world, tensor_parallel_size=1) if world > 1 else "auto"
-    )
-    trainer = Trainer(
+    strategy = ModelParallelStrategy(world, 1) if world > 1 else "auto"  # data, tensor parallel sizes
+    return Trainer(
         accelerator="cpu",
         devices=world,
         strategy=strategy,
-        max_steps=STEPS,
+        max_steps=steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
-        callbacks=[Probe(out)],
+        use_distributed_sampler=False,  # FixedData and InOrder give each rank its share
+        callbacks=callbacks,
     )
-    trainer.fit(module(world), FixedData())
+
+
+def run(out: Path, world: int) -> None:
+    torch.manual_seed(0)
+    trainer(world, STEPS, [Probe(out)]).fit(module(world), FixedData())
+    data = out / f"sft_data_{os.getpid()}"  # each process writes its own copy
+    write_jsonl(data / "train.jsonl", sft_examples())
+    for method in ("full", "lora"):
+        critic = CriticSFT(
+            tiny=ACTOR,
+            method=method,
+            lora={"r": 4, "alpha": 8, "dropout": 0.0},
+            lr=3e-3,
+            include_policy=False,
+            save_dir=str(out / f"sft_{method}"),
+        )
+        trainer(world, STEPS, []).fit(critic, InOrder(str(data), batch_size=4 // world))
 
 
 if __name__ == "__main__":

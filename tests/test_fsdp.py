@@ -53,9 +53,10 @@ def test_gpu_and_cpu_fsdp_configs_differ_only_in_accelerator_precision_devices_a
 
 
 @pytest.mark.slow
-def test_fsdp2_ppo_matches_one_process_with_half_the_parameters_per_rank(tmp_path):
+def test_fsdp2_ppo_and_critic_sft_match_one_process_with_half_the_parameters_per_rank(tmp_path):
     """3 PPO steps on 2 processes equal 3 steps of one process on the union batch; each rank holds
-    about half of every model; the gathered actor's rollouts are those of an unsharded copy."""
+    about half of every model; the gathered actor's rollouts are those of an unsharded copy; and
+    3 CriticSFT steps, full and LoRA, save the critic one process would (gathered on rank 0)."""
     import fsdp_probe
 
     two, one = tmp_path / "two", tmp_path / "one"
@@ -92,6 +93,18 @@ def test_fsdp2_ppo_matches_one_process_with_half_the_parameters_per_rank(tmp_pat
         assert r["repeat_equal"] and r["plain_equal"]  # deterministic, and as unsharded
     # the ranks generated different amounts (no collective per token, or one would have waited)
     assert sum(map(len, ranks[0]["tokens"])) != sum(map(len, ranks[1]["tokens"]))
+
+    from safetensors.torch import load_file
+
+    from lightning_asym.backends.tiny import build_tiny
+
+    untrained = build_tiny(**fsdp_probe.ACTOR)[0].state_dict()
+    for method in ("full", "lora"):  # LoRA: the adapters merged into the saved weights
+        sharded, single = (load_file(d / f"sft_{method}" / "model.safetensors") for d in (two, one))
+        assert sharded.keys() == single.keys()
+        assert max((single[k] - untrained[k]).abs().max().item() for k in single) > 1e-3, method
+        for k in single:
+            torch.testing.assert_close(sharded[k], single[k], rtol=1e-4, atol=1e-5, msg=f"{method}: {k}")
 
 
 @pytest.mark.slow
