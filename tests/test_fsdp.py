@@ -145,3 +145,16 @@ def test_cli_fit_fsdp_cpu_trains_on_two_processes_saves_and_resumes_exactly(tmp_
     resumed = json.loads((run / "metrics.json").read_text())
     for key in ("train/policy_loss", "train/value_loss", "train/approx_kl", "train/return", "train/entropy"):
         assert resumed[key] == pytest.approx(first[key], rel=1e-6, abs=1e-9), key
+
+    # one file for load_from_checkpoint and export: the full weights of the shards
+    sys.path.insert(0, str(ROOT / "tools"))
+    from consolidate_checkpoint import consolidate
+
+    from lightning_asym.jobs import AsymmetricActorCritic
+
+    full = consolidate(ckpt)
+    assert full.name == "epoch=0-step=2.full.ckpt"
+    state = torch.load(full, weights_only=False)["state_dict"]
+    loaded = AsymmetricActorCritic.load_from_checkpoint(full).state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert any(k.startswith("critic.") for k in state) and any(".reference." in k for k in state)
