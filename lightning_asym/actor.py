@@ -8,7 +8,8 @@ very tokens that were sampled: no re-rendering, no tokenization drift between tu
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from lightning import LightningModule
 from lightning_asym import rl
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
-from lightning_asym.models import AdaptsToEnv, ModelSpec, logits_at, shard_blocks
+from lightning_asym.models import AdaptsToEnv, ModelSpec, gathered, is_sharded, logits_at, shard_blocks
 from lightning_asym.types import Trajectory, Turn
 
 
@@ -111,6 +112,16 @@ class ActorModule(AdaptsToEnv, LightningModule):
         shard_blocks(self.model, mesh, policy, lm=True)
         if self.reference is not None:
             shard_blocks(self.reference, mesh, policy, lm=True)
+
+    @contextmanager
+    def generating(self) -> Iterator[None]:
+        """Around a rollout batch: a sharded model's full weights gathered (`models.gathered`), and
+        the backend's KV caches dropped first. Gathered weights are fresh tensors each time, so the
+        in-place versions that tell the backend its cached prefixes are stale say nothing."""
+        if is_sharded(self.model):
+            self.backend.reset()
+        with gathered(self.model):
+            yield
 
     def teacher_force(self, traj: Trajectory, tools: list[dict[str, Any]] | None) -> None:
         """Fill `prompt_ids`/`completion_ids` of a trajectory another agent played (a scripted

@@ -93,6 +93,10 @@ def rollouts(actor: ActorModule, rank: int, phase: Any = nullcontext) -> list[Tr
         return engine.run(specs, actor.backend, None)
 
 
+def tokens(trajs: list[Trajectory]) -> list[list[int]]:
+    return [t.completion_ids for tr in trajs for t in tr.turns]
+
+
 def local_numel(module: torch.nn.Module) -> tuple[int, int]:
     """(parameters held by this rank, parameters of the whole model)."""
     held = whole = 0
@@ -127,11 +131,26 @@ class Probe(Callback):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         full = module.state_dict()
-        if trainer.world_size > 1:  # a collective: every rank takes part, rank 0 gets the weights
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            full = get_model_state_dict(module, options=options)
+        if trainer.world_size > 1:  # a collective: every rank takes part and gets the full weights
+            full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True))
         if trainer.is_global_zero:
             torch.save({k: v.detach().cpu() for k, v in full.items()}, self.out / "weights.pt")
+        # after the updates, rollouts are those of an unsharded actor with the trained weights
+        # (no KV cache computed with the weights before the updates may survive)
+        rank = trainer.global_rank
+        trained = rollouts(module.actor, rank, lambda: module.rollout_phase("train"))
+        plain = ActorModule(tiny=ACTOR)
+        prefix = "actor.model."
+        plain.model.load_state_dict({k[len(prefix) :]: v for k, v in full.items() if k.startswith(prefix)})
+        report = json.loads((self.out / f"rank{rank}.json").read_text())
+        reference = rollouts(plain, rank)
+        report["trained_plain_equal"] = tokens(trained) == tokens(reference)
+        # sampled tokens rarely move with small updates; their log-probs do
+        report["trained_logprob_gap"] = max(
+            abs(a - b) for x, y in zip(trained, reference) for s, t in zip(x.turns, y.turns)
+            for a, b in zip(s.logprobs, t.logprobs)
+        )  # fmt: skip
+        (self.out / f"rank{rank}.json").write_text(json.dumps(report))
 
 
 def module(world: int) -> AsymmetricActorCritic:

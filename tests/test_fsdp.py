@@ -91,6 +91,8 @@ def test_fsdp2_ppo_and_critic_sft_match_one_process_with_half_the_parameters_per
     for r in ranks:
         assert r["sharded"].startswith("FSDP")
         assert r["repeat_equal"] and r["plain_equal"]  # deterministic, and as unsharded
+        # after updates too: no KV cache computed with the older weights is reused
+        assert r["trained_plain_equal"] and r["trained_logprob_gap"] < 1e-4, r["trained_logprob_gap"]
     # the ranks generated different amounts (no collective per token, or one would have waited)
     assert sum(map(len, ranks[0]["tokens"])) != sum(map(len, ranks[1]["tokens"]))
 

@@ -25,11 +25,9 @@ learns never to finish an episode.)
 With `advantage: grpo` or `rloo` the critic is not used: the baseline is the mean reward of
 the other episodes of the same task in the batch (set the data module's `group_size`).
 
-Both models are built in `configure_model` (once, after `setup` gave a `corpus: env` tokenizer its
-texts); under Lightning's `ModelParallelStrategy` each is then sharded with FSDP2 (`shard`), and the
-actor's weights are gathered for each rollout batch (`rollout_phase`, `models.gathered`): see
-docs/scale.md for that choice and its cost. Under FSDP2 checkpoints are distributed checkpoints
-(a directory, one shard file per rank) and resume like a single file.
+Both models are built once in `configure_model`, and sharded there with FSDP2 under Lightning's
+`ModelParallelStrategy`; each rollout batch then runs on gathered actor weights (`rollout_phase`).
+See docs/scale.md.
 
 Checkpoints carry the run's model config as hyperparameters, so
 `AsymmetricActorCritic.load_from_checkpoint(ckpt)` rebuilds the module, and `export(dir)` writes
@@ -40,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, get_args
 
@@ -146,8 +144,11 @@ class AsymmetricActorCritic(LightningModule):
                 m.shard(dp, policy)
 
     def rollout_phase(self, stage: str) -> AbstractContextManager[None]:
-        """Around each rollout batch (`RolloutDataModule`): a sharded actor's weights gathered."""
-        return models.gathered(self.actor.model)
+        """Around each rollout batch (`RolloutDataModule`): a sharded actor's weights gathered
+        (`ActorModule.generating`), unless the demonstrator plays it (cloning)."""
+        if stage == "train" and self.phase() is Phase.CLONE:
+            return nullcontext()
+        return self.actor.generating()
 
     def on_fit_start(self) -> None:
         if "16-mixed" == str(self.trainer.precision):
