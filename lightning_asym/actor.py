@@ -8,7 +8,8 @@ very tokens that were sampled: no re-rendering, no tokenization drift between tu
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from lightning import LightningModule
 from lightning_asym import rl
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
-from lightning_asym.models import AdaptsToEnv, ModelSpec, logits_at
+from lightning_asym.models import AdaptsToEnv, ModelSpec, gathered, is_sharded, logits_at, shard_blocks
 from lightning_asym.types import Trajectory, Turn
 
 
@@ -68,7 +69,11 @@ class ActorModule(AdaptsToEnv, LightningModule):
         max_context: longest conversation in tokens (default: the model's limit).
         dtype: weights dtype ("float32" (default), "bf16"/"bfloat16", "fp16", "auto": a directory's
             own; see `backends.hf.resolve_dtype`).
+
+    The model is built by `configure_model()` (or on first use), not in `__init__`: see `models.AdaptsToEnv`.
     """
+
+    _BUILT = frozenset({"model", "backend", "tokenizer", "reference", "_pad"})
 
     def __init__(
         self,
@@ -86,7 +91,7 @@ class ActorModule(AdaptsToEnv, LightningModule):
         self.kl_coef, self.kl_estimator, self.entropy_coef = kl_coef, kl_estimator, entropy_coef
         self.spec = ModelSpec(model, tokenizer, tiny, dtype, key="actor")
         self._sampling, self._max_context = sampling, max_context
-        self._build(None)
+        self._built = False
 
     def _build(self, corpus: Sequence[str] | None) -> None:
         model, tokenizer = self.spec.load(corpus)
@@ -99,6 +104,24 @@ class ActorModule(AdaptsToEnv, LightningModule):
         if self.kl_coef > 0:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def shard(self, mesh: Any, policy: Any) -> None:
+        """FSDP2 over `mesh` (`models.shard_blocks`): the model and its KL reference, each block
+        then the root, with the mixed precision `policy` (`models.shard_policy`)."""
+        self.configure_model()
+        shard_blocks(self.model, mesh, policy, lm=True)
+        if self.reference is not None:
+            shard_blocks(self.reference, mesh, policy, lm=True)
+
+    @contextmanager
+    def generating(self) -> Iterator[None]:
+        """Around a rollout batch: a sharded model's full weights gathered (`models.gathered`), and
+        the backend's KV caches dropped first. Gathered weights are fresh tensors each time, so the
+        in-place versions that tell the backend its cached prefixes are stale say nothing."""
+        if is_sharded(self.model):
+            self.backend.reset()
+        with gathered(self.model):
+            yield
 
     def teacher_force(self, traj: Trajectory, tools: list[dict[str, Any]] | None) -> None:
         """Fill `prompt_ids`/`completion_ids` of a trajectory another agent played (a scripted

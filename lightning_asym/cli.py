@@ -89,6 +89,10 @@ def silence_known_noise() -> None:
         r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
         # peft probes `model.is_gradient_checkpointing` (a deprecated transformers alias)
         r".*`is_gradient_checkpointing` is deprecated.*",
+        # FSDP2 (ModelParallelStrategy) warns when a sharded unit returns a view, as the critic's
+        # trunk and value head do: an in-place op on it would skip the backward all-gather, and
+        # ours only index it and compute out of place (models.hidden_at, CriticModule.forward)
+        r".*FSDP2-wrapped module .* returned a view tensor.*",
     ]
     for message in rules:
         warnings.filterwarnings("ignore", message=message)

@@ -19,7 +19,7 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
-from lightning_asym.models import AdaptsToEnv, ModelSpec, hidden_at
+from lightning_asym.models import AdaptsToEnv, ModelSpec, hidden_at, is_sharded, shard_blocks
 from lightning_asym.types import Message, Trajectory
 
 PRIVILEGED_HEADER = "[privileged] "
@@ -67,7 +67,11 @@ class CriticModule(AdaptsToEnv, LightningModule):
         include_system: keep the system message (the policy) in the critic's view.
         dtype: weights dtype ("float32" (default), "bf16"/"bfloat16", "fp16", "auto": a directory's
             own; see `backends.hf.resolve_dtype`).
+
+    The model is built by `configure_model()` (or on first use), not in `__init__`: see `models.AdaptsToEnv`.
     """
+
+    _BUILT = frozenset({"backbone", "tokenizer", "value_head", "causal", "_pad"})
 
     def __init__(
         self,
@@ -84,7 +88,7 @@ class CriticModule(AdaptsToEnv, LightningModule):
         self.max_length = max_length
         self.include_system = include_system
         self.spec = ModelSpec(model, tokenizer, tiny, dtype, key="critic")
-        self._build(None)
+        self._built = False
 
     def _build(self, corpus: Sequence[str] | None) -> None:
         self.backbone, self.tokenizer = load_backbone(self.spec, corpus)
@@ -93,6 +97,18 @@ class CriticModule(AdaptsToEnv, LightningModule):
         nn.init.zeros_(self.value_head.bias)
         self.causal = _is_causal(self.backbone)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def shard(self, mesh: Any, policy: Any) -> None:
+        """FSDP2 over `mesh` (`models.shard_blocks`): the trunk's blocks, the trunk, and the value
+        head as a unit of its own (every trained parameter must belong to one, or its gradient
+        would not be reduced across ranks)."""
+        from torch.distributed.fsdp import fully_shard
+
+        self.configure_model()
+        if is_sharded(self.value_head):
+            return
+        shard_blocks(self.backbone, mesh, policy)
+        fully_shard(self.value_head, mesh=mesh, mp_policy=policy)
 
     def export(self, path: Any, training: str = "") -> Any:
         """Write the critic as a transformers directory (trunk, tokenizer, value head, its reading

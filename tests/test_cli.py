@@ -9,24 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 from lightning_asym.types import Trajectory, read_jsonl
 
 CONF = Path(__file__).parent / "conf"
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lightning_asym.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
 
 
 def test_cli_test_with_a_tiny_local_actor(tmp_path):

@@ -220,6 +220,7 @@ def test_lora_trains_only_adapters_and_the_merged_critic_loads_back(data_dir, tm
         lr=1e-2,
         save_dir=str(tmp_path / "critic"),
     )
+    m.configure_model()  # built late (the Trainer would build it here); then its parameters exist
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n and ".layers.1." in n for n in trainable)
     frozen = {n: p.detach().clone() for n, p in m.named_parameters() if not p.requires_grad}
@@ -252,12 +253,13 @@ def test_lora_trains_only_adapters_and_the_merged_critic_loads_back(data_dir, tm
 def test_bad_method_and_lora_options_name_the_config_key():
     with pytest.raises(UserError, match=r"model\.init_args\.method"):
         module(method="qlora")
+    # the model is built in configure_model (the start of fit), where LoRA options meet it
     with pytest.raises(UserError, match=r"model\.init_args\.lora"):
-        module(method="lora", lora={"target_modules": ["no_such_proj"]})
+        module(method="lora", lora={"target_modules": ["no_such_proj"]}).configure_model()
     with pytest.raises(UserError, match=r"model\.init_args\.lora"):
-        module(method="lora", lora={"rank": 4})
+        module(method="lora", lora={"rank": 4}).configure_model()
     with pytest.raises(UserError, match=r"model\.init_args\.lora\.top_layers"):
-        module(method="lora", lora={"top_layers": 3})
+        module(method="lora", lora={"top_layers": 3}).configure_model()
 
 
 def test_the_saved_critic_reviews_through_generative_critic(data_dir, tmp_path, examples):

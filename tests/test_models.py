@@ -84,3 +84,27 @@ def test_spec_and_corpus_from_env_shared_by_actor_and_critic() -> None:
     tok = plain.tokenizer
     plain.adapt_to_env(Corpus())
     assert plain.tokenizer is tok
+
+
+def test_models_are_built_once_late_and_idempotently(monkeypatch) -> None:
+    """`__init__` builds nothing; the env's texts come first, then one build in `configure_model`
+    (a `corpus: env` tokenizer used to mean a first build without it, thrown away)."""
+    loads: list[object] = []
+    load = ModelSpec.load
+    monkeypatch.setattr(
+        ModelSpec, "load", lambda self, corpus=None: loads.append(corpus) or load(self, corpus)
+    )
+    tiny = {"arch": "llama", "tokenizer": "bpe", "corpus": "env", "vocab_size": 300, "hidden_size": 16}
+    for cls in (ActorModule, CriticModule):
+        loads.clear()
+        module = cls(tiny=tiny)
+        assert not loads and not list(module.parameters())
+        module.adapt_to_env(Corpus())
+        assert not loads  # the texts are kept for the build
+        module.configure_model()
+        module.configure_model()
+        assert len(loads) == 1 and loads[0] == Corpus().corpus()
+        assert list(module.parameters())
+    lazy = ActorModule(tiny=TINY)
+    assert lazy.model is lazy.backend.model  # outside a Trainer, the first use builds it
+    assert not ActorModule(tiny=TINY).built

@@ -53,6 +53,37 @@ def test_masked_mean_whiten_explained_variance() -> None:
     assert masked_whiten(torch.tensor([[4.0, 1.0, 2.0]]), single).eq(0).all()
 
 
+def test_whitening_split_over_processes_equals_whitening_the_whole_batch() -> None:
+    """Each of 2 simulated processes (threads) whitens its rows with `sum_over` an all-reduce: the
+    result is the one-process whitening of the whole batch, padding and uneven counts included."""
+    import threading
+
+    g = torch.Generator().manual_seed(5)
+    x = 5 + 3 * torch.randn(6, 5, generator=g, dtype=F64)
+    mask = lengths_to_mask([5, 1, 0, 3, 4, 2], 5)
+    parts = [(x[:2], mask[:2]), (x[2:], mask[2:])]  # 6 and 9 valid entries
+    barrier, slots, out = threading.Barrier(2), [None, None], [None, None]
+
+    def all_reduce(rank: int, t: torch.Tensor) -> torch.Tensor:
+        slots[rank] = t
+        barrier.wait()
+        total = slots[0] + slots[1]
+        barrier.wait()  # both have read before the next call overwrites
+        return total
+
+    def process(rank: int) -> None:
+        xs, ms = parts[rank]
+        out[rank] = masked_whiten(xs, ms, sum_over=lambda t: all_reduce(rank, t))
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    torch.testing.assert_close(torch.cat(out), masked_whiten_reference(x, mask), **TIGHT)
+    torch.testing.assert_close(masked_whiten(x, mask, sum_over=lambda t: t), masked_whiten(x, mask), **TIGHT)
+
+
 def test_masked_statistics_errors() -> None:
     with pytest.raises(ValueError, match="mask"):
         masked_mean(torch.zeros(2, 3), torch.ones(3, 2))

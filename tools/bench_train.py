@@ -6,6 +6,12 @@ whole algorithm written inline with torch ops. The ratio is the cost of our stru
 (LightningModule, manual optimisation, logging) per step. Last line: one JSON object.
 
     python tools/bench_train.py [--steps 10] [--batch 16]
+
+`--strategy fsdp2` compares instead 2 CPU processes under FSDP2 (Lightning's ModelParallelStrategy)
+with 1 process: step time, peak memory and model state held per rank, side by side, and the cost
+of gathering the sharded actor for rollouts against a synced full copy (tools/bench_fsdp2.py):
+
+    python tools/bench_train.py --strategy fsdp2 [--steps 6] [--batch 8] [--hidden 256] [--layers 4]
 """
 
 from __future__ import annotations
@@ -181,8 +187,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--strategy", choices=["none", "fsdp2"], default="none")
+    ap.add_argument("--hidden", type=int, default=256, help="fsdp2: the actor's hidden size (critic: half)")
+    ap.add_argument("--layers", type=int, default=4, help="fsdp2: layers of each model")
+    ap.add_argument("--world", type=int, default=0, help=argparse.SUPPRESS)  # fsdp2's own runs
+    ap.add_argument("--dir", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.strategy == "fsdp2":
+        import bench_fsdp2  # beside this file
+
+        return bench_fsdp2.child(args) if args.world else bench_fsdp2.run(args)
 
     from lightning_asym.envs.preferences import PreferencesEnv
     from lightning_asym.rollout import RolloutEngine

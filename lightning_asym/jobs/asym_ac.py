@@ -25,6 +25,10 @@ learns never to finish an episode.)
 With `advantage: grpo` or `rloo` the critic is not used: the baseline is the mean reward of
 the other episodes of the same task in the batch (set the data module's `group_size`).
 
+Both models are built once in `configure_model`, and sharded there with FSDP2 under Lightning's
+`ModelParallelStrategy`; each rollout batch then runs on gathered actor weights (`rollout_phase`).
+See docs/scale.md.
+
 Checkpoints carry the run's model config as hyperparameters, so
 `AsymmetricActorCritic.load_from_checkpoint(ckpt)` rebuilds the module, and `export(dir)` writes
 the actor and the critic as plain transformers directories (`tools/export.py`).
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, get_args
 
@@ -42,7 +47,7 @@ from lightning import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
-from lightning_asym import rl
+from lightning_asym import models, rl
 from lightning_asym.actor import ActorModule
 from lightning_asym.backends.scripted import ScriptedBackend, ScriptedPolicy
 from lightning_asym.critic import CriticModule
@@ -126,6 +131,25 @@ class AsymmetricActorCritic(LightningModule):
             for m in modules:
                 m.adapt_to_env(dm.env)
 
+    def configure_model(self) -> None:
+        """Build the actor and the critic (once), and shard both under `ModelParallelStrategy`."""
+        modules = [m for m in (self.actor, self.critic) if m is not None]
+        for m in modules:
+            m.configure_model()
+        mesh = self.device_mesh
+        if mesh is not None:
+            dp = models.data_parallel_mesh(mesh)
+            policy = models.shard_policy(self.trainer.precision)
+            for m in modules:
+                m.shard(dp, policy)
+
+    def rollout_phase(self, stage: str) -> AbstractContextManager[None]:
+        """Around each rollout batch (`RolloutDataModule`): a sharded actor's weights gathered
+        (`ActorModule.generating`), unless the demonstrator plays it (cloning)."""
+        if stage == "train" and self.phase() is Phase.CLONE:
+            return nullcontext()
+        return self.actor.generating()
+
     def on_fit_start(self) -> None:
         if "16-mixed" == str(self.trainer.precision):
             raise ValueError(
@@ -185,8 +209,8 @@ class AsymmetricActorCritic(LightningModule):
             old_logprobs = self.actor.token_logprobs(tokens)[0] if train_actor else None
             turn_adv, returns, old_values, turn_mask = self._advantages(trajs)
         adv = rl.broadcast_turns_to_tokens(turn_adv, tokens.turn_index, tokens.gen_mask)
-        if ppo.whiten_advantages:
-            adv = rl.masked_whiten(adv, tokens.gen_mask.float())
+        if ppo.whiten_advantages:  # over the global batch: every process's tokens
+            adv = rl.masked_whiten(adv, tokens.gen_mask.float(), sum_over=self._sum_over_processes())
         # per statistic: each minibatch's value and how many tokens or turns it was taken over
         stats: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
         n = len(trajs)
@@ -218,6 +242,12 @@ class AsymmetricActorCritic(LightningModule):
                 values.append(v.detach().float())
                 counts.append(count.detach().float())
         self._log_train(trajs, tokens, stats, returns, old_values, turn_mask, rollout_s)
+
+    def _sum_over_processes(self) -> Any:
+        """A sum over the data-parallel processes (None on one), for statistics of the global batch."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return None
+        return lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
 
     def _forget_last_step_metrics(self) -> None:
         """Log only what this step measures. Lightning keeps a step metric in its results until
@@ -315,27 +345,7 @@ class AsymmetricActorCritic(LightningModule):
 
     def _log_train(self, trajs, tokens, stats, returns, values, mask, rollout_s) -> None:
         n = len(trajs)
-        # a minibatch without a valid token (every turn cut off) says nothing about the ratio or
-        # the KL: it is left out of each statistic, and a statistic no minibatch measured is not logged
-        log = {
-            f"train/{k}": rl.nonempty_mean(torch.stack(v), torch.stack(c))
-            for k, (v, c) in stats.items()
-            if bool((torch.stack(c) > 0).any())
-        }
-        kl = log.pop("train/kl_ref", log.get("train/approx_kl"))
-        if kl is not None:
-            log["train/kl"] = kl
-        log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
-        log["train/success"] = torch.tensor(sum(t.success for t in trajs) / n)
-        log["train/turns"] = torch.tensor(sum(t.num_turns for t in trajs) / n)
-        generated = sum(len(t.completion_ids) for traj in trajs for t in traj.turns)
-        log["train/tokens_per_s"] = torch.tensor(generated / max(rollout_s, 1e-9))
-        turns = [t for traj in trajs for t in traj.turns if t.completion_ids]
-        log["train/truncated_turns"] = torch.tensor(
-            sum(self.actor.cut_off(t) for t in turns) / max(len(turns), 1)
-        )
-        if self.critic is not None:
-            log["train/explained_variance"] = rl.explained_variance(values, returns, mask)
+        log = ppo_card.train_metrics(self, trajs, stats, returns, values, mask, rollout_s)
         self.log_dict(log, on_step=True, on_epoch=False, batch_size=n, prog_bar=False)
         self.log("train/success_pb", log["train/success"], prog_bar=True, logger=False, batch_size=n)
 
@@ -383,6 +393,7 @@ class AsymmetricActorCritic(LightningModule):
             for m in (self.actor, self.critic):
                 if m is not None:
                     m.adapt_to_env(ppo_card.EnvCorpus(self._corpus))
+        self.configure_model()  # load_from_checkpoint loads the weights next, into built models
         self._trained = dict(checkpoint.get("training") or {})
 
     def export(self, path: str | Path) -> dict[str, Path]:

@@ -11,6 +11,10 @@ Validation scores the verdict without generating: at the first answer token wher
 verdicts' tokenizations differ, the model's logits of the `revise` and the `approve` token
 give P(revise) (positive class = revise) for accuracy, precision, recall and F1.
 
+The model is built in `configure_model` (or on first use); under Lightning's `ModelParallelStrategy`
+it is sharded there with FSDP2 (`models.shard_blocks`: each block, then the root; LoRA adapters
+shard with the frozen weights of their blocks), and saving gathers the full weights first.
+
 At the end of `fit` the critic is written as a transformers directory (LoRA merged into the
 weights), loadable by `TransformersBackend(model=<dir>)` and `GenerativeCritic(backend=<dir>)`,
 with `review_config.json` beside it: the prompt options it was trained with and
@@ -34,65 +38,19 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
 
 from lightning_asym import models
-from lightning_asym.backends.hf import TransformersBackend, load_model_and_tokenizer
+from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.calibration import REVIEW_CONFIG, CalibrationConfig, calibrate, update_review_config
 from lightning_asym.errors import UserError
 from lightning_asym.jobs.critic_calibrate import check_options, gather, write_calibration
 from lightning_asym.jobs.critic_data import CriticDataModule, CriticEncoder
+from lightning_asym.jobs.critic_lora import METHODS, lora_config
 from lightning_asym.review.verdict import revise_logit
 from lightning_asym.types import CriticExample
 
 log = logging.getLogger(__name__)
 
-LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-LORA_DEFAULTS: dict[str, Any] = {
-    "r": 16,
-    "lora_alpha": 32,
-    "lora_dropout": 0.05,
-    "target_modules": LLAMA_TARGETS,
-}
-LORA_ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
-METHODS = ("full", "lora")
 
-
-def lora_config(model: torch.nn.Module, options: dict[str, Any] | None) -> Any:
-    """A peft `LoraConfig` for a causal LM from `lora` options (`alpha`/`dropout` short names work).
-
-    Defaults: r=16, alpha=32, dropout 0.05, every attention and MLP projection of a
-    llama-style model; a model without those module names gets `"all-linear"`. `top_layers: k`
-    puts adapters on the last k layers only: the backward pass then stops below them (on the
-    CPU, k=8 of SmolLM2's 30 layers made a step 2-3 times faster than adapters everywhere).
-    """
-    try:
-        from peft import LoraConfig
-    except ImportError as e:  # pragma: no cover - peft is in the lora and dev extras
-        raise ImportError(
-            "model.init_args.method: lora needs peft; pip install 'lightning-asym[lora]'"
-        ) from e
-    kwargs = dict(LORA_DEFAULTS)
-    for key, value in (options or {}).items():
-        kwargs[LORA_ALIASES.get(key, key)] = value
-    top = kwargs.pop("top_layers", None)
-    if top is not None:  # adapters on the last layers only: backward stops below them
-        n = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
-        if not 1 <= int(top) <= n:
-            raise UserError(
-                f"model.init_args.lora.top_layers must be in 1..{n} (the model's layers), got {top}"
-            )
-        kwargs["layers_to_transform"] = list(range(n - int(top), n))
-    if "target_modules" not in (options or {}):
-        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-        if not names & set(LLAMA_TARGETS):
-            kwargs["target_modules"] = "all-linear"
-    try:
-        return LoraConfig(task_type="CAUSAL_LM", **kwargs)
-    except TypeError as e:
-        raise UserError(
-            f"model.init_args.lora: {e}; use peft LoraConfig keys (r, alpha, dropout, ...)"
-        ) from e
-
-
-class CriticSFT(LightningModule):
+class CriticSFT(models.BuiltLate, LightningModule):
     """Supervised fine-tuning of a generative critic on `CriticExample` batches.
 
     Args:
@@ -118,6 +76,8 @@ class CriticSFT(LightningModule):
         save_dir: where the fine-tuned critic is written at the end of fit
             (default: `<log_dir>/critic`).
     """
+
+    _BUILT = frozenset({"model", "tokenizer", "renderer", "encoder"})
 
     def __init__(
         self,
@@ -156,32 +116,49 @@ class CriticSFT(LightningModule):
         self._val_labels: list[torch.Tensor] = []
         self.save_dir = save_dir
         self.saved_dir: Path | None = None
-        hf, self.tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
-        # the renderer GenerativeCritic's backend will be: same template, same end-of-turn
-        self.renderer = TransformersBackend(hf, self.tokenizer)
-        self.encoder = CriticEncoder(
-            self.tokenizer,
-            lambda messages: self.renderer.render(messages, add_generation_prompt=True),
-            self.renderer.end_of_turn,
-            max_length,
-            include_policy,
-            max_messages,
-            privileged,
-        )
-        if method == "lora":
-            from peft import get_peft_model
-
-            config = lora_config(hf, lora)
-            try:
-                hf = get_peft_model(hf, config)
-            except ValueError as e:  # e.g. target modules the model does not have
-                raise UserError(f"model.init_args.lora: {e}") from e
-        self.model = hf.train()
+        self.spec = models.ModelSpec(model, tokenizer, tiny, dtype, key="model.init_args")
+        self._lora = lora
+        self._built = False
         self.strict_loading = method != "lora"  # LoRA checkpoints hold the adapters only
         self.val_accuracy = BinaryAccuracy()
         self.val_precision = BinaryPrecision()
         self.val_recall = BinaryRecall()
         self.val_f1 = BinaryF1Score()
+
+    def _build(self, corpus: Any = None) -> None:
+        self.model, self.tokenizer, self.renderer = self._make_model()
+        self.encoder = CriticEncoder(
+            self.tokenizer,
+            lambda messages: self.renderer.render(messages, add_generation_prompt=True),
+            self.renderer.end_of_turn,
+            self.max_length,
+            self.include_policy,
+            self.max_messages,
+            self.privileged,
+        )
+
+    def _make_model(self) -> tuple[Any, Any, TransformersBackend]:
+        """A fresh model (peft-wrapped for LoRA), its tokenizer, and the renderer that
+        GenerativeCritic's backend will be (same template, same end-of-turn)."""
+        hf, tokenizer = self.spec.load()
+        renderer = TransformersBackend(hf, tokenizer)
+        if self.method == "lora":
+            from peft import get_peft_model
+
+            config = lora_config(hf, self._lora)
+            try:
+                hf = get_peft_model(hf, config)
+            except ValueError as e:  # e.g. target modules the model does not have
+                raise UserError(f"model.init_args.lora: {e}") from e
+        return hf.train(), tokenizer, renderer
+
+    def configure_model(self) -> None:
+        """Build the model (once), and shard it under `ModelParallelStrategy` (FSDP2)."""
+        super().configure_model()
+        mesh = self.device_mesh
+        if mesh is not None:
+            policy = models.shard_policy(self.trainer.precision)
+            models.shard_blocks(self.causal_lm, models.data_parallel_mesh(mesh), policy, lm=True)
 
     # ------------------------------------------------------------------ scoring
 
@@ -333,6 +310,9 @@ class CriticSFT(LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.configure_model()  # load_from_checkpoint loads the weights next, into a built model
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.method == "lora":  # the frozen base is rebuilt from `model` at init
             keep = {n for n, p in self.named_parameters() if p.requires_grad}
@@ -342,15 +322,34 @@ class CriticSFT(LightningModule):
 
     def on_fit_end(self) -> None:
         path = Path(self.save_dir) if self.save_dir else Path(self.trainer.log_dir or ".") / "critic"
-        if self.trainer.is_global_zero:  # log_dir above is a collective call: every rank asks
-            self.save_critic(path)
+        model = self.full_model()  # a collective when sharded: every rank takes part
+        if self.trainer.is_global_zero:  # log_dir above is a collective call too: every rank asks
+            self.save_critic(path, model)
 
-    def save_critic(self, path: str | Path) -> Path:
-        """Write the critic as a plain transformers directory (model, tokenizer, chat template)."""
+    def full_model(self) -> Any:
+        """The trained model with its full weights: itself, or when sharded a fresh copy that the
+        gathered weights are loaded into on rank 0 (every rank must call: the gather is a collective;
+        other ranks get None)."""
+        if not models.is_sharded(self.causal_lm):
+            return self.model
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if not full:  # ranks other than 0
+            return None
+        model, _, _ = self._make_model()
+        model.load_state_dict(full)
+        return model
+
+    def save_critic(self, path: str | Path, model: Any = None) -> Path:
+        """Write the critic as a plain transformers directory (model, tokenizer, chat template);
+        `model`: the full model to write (default: this module's, which must not be sharded)."""
         path = Path(path)
-        model = self.model
+        model = self.model if model is None else model
         if self.method == "lora":
-            model = copy.deepcopy(self.model).merge_and_unload()
+            model = copy.deepcopy(model).merge_and_unload()
         was_training = model.training
         model.eval().save_pretrained(path)
         model.train(was_training)

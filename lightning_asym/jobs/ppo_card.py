@@ -1,5 +1,5 @@
-"""What `AsymmetricActorCritic` writes about itself: its hyperparameters, the random state and env
-texts its checkpoints keep (a resumed run replays the uninterrupted one; a loaded one rebuilds its
+"""What `AsymmetricActorCritic` writes about itself: its hyperparameters, a PPO step's metrics, the
+random state and env texts its checkpoints keep (a resumed run replays the uninterrupted one; a loaded one rebuilds its
 tiny tokenizers), and the model card text of its exports."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from lightning_asym import rl
 
 if TYPE_CHECKING:
     from lightning_asym.jobs.asym_ac import AsymmetricActorCritic
@@ -30,6 +32,42 @@ def save_hparams(module: AsymmetricActorCritic, plain: dict[str, Any]) -> None:
         # anyway: pass them again, `load_from_checkpoint(ckpt, actor=..., critic=...)`
         groups = {"ppo": asdict(module.ppo), "optim": asdict(module.optim), "phases": asdict(module.phases)}
         module.save_hyperparameters({**plain, **groups})
+
+
+def train_metrics(
+    module: AsymmetricActorCritic,
+    trajs: list[Any],
+    stats: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]],
+    returns: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    rollout_s: float,
+) -> dict[str, torch.Tensor]:
+    """The `train/*` metrics of one PPO step: each minibatch statistic of `stats` (values and the
+    token or turn counts they were taken over), and what the rollout batch shows."""
+    n = len(trajs)
+    # a minibatch without a valid token (every turn cut off) says nothing about the ratio or
+    # the KL: it is left out of each statistic, and a statistic no minibatch measured is not logged
+    log = {
+        f"train/{k}": rl.nonempty_mean(torch.stack(v), torch.stack(c))
+        for k, (v, c) in stats.items()
+        if bool((torch.stack(c) > 0).any())
+    }
+    kl = log.pop("train/kl_ref", log.get("train/approx_kl"))
+    if kl is not None:
+        log["train/kl"] = kl
+    log["train/return"] = torch.tensor(sum(t.reward for t in trajs) / n)
+    log["train/success"] = torch.tensor(sum(t.success for t in trajs) / n)
+    log["train/turns"] = torch.tensor(sum(t.num_turns for t in trajs) / n)
+    generated = sum(len(t.completion_ids) for traj in trajs for t in traj.turns)
+    log["train/tokens_per_s"] = torch.tensor(generated / max(rollout_s, 1e-9))
+    turns = [t for traj in trajs for t in traj.turns if t.completion_ids]
+    log["train/truncated_turns"] = torch.tensor(
+        sum(module.actor.cut_off(t) for t in turns) / max(len(turns), 1)
+    )
+    if module.critic is not None:
+        log["train/explained_variance"] = rl.explained_variance(values, returns, mask)
+    return log
 
 
 def rng_state() -> dict[str, Any]:

@@ -11,13 +11,17 @@ the rollout engine with whatever policy the attached LightningModule exposes thr
 * `val_dataloader` / `test_dataloader` / `predict_dataloader` iterate fixed task splits, each
   task repeated `*_trials` times (pass^k needs several trials of the same task).
 
-Under DDP each process takes its own share of the fixed splits and its own train stream.
+Under DDP each process takes its own share of the fixed splits and its own train stream. A module
+that also implements `GathersForRollouts` (`rollout_phase(stage)`, a context manager) has each
+batch played inside it: `AsymmetricActorCritic` holds a sharded actor's full weights there, so
+ranks generate their own episodes without a collective per token.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, runtime_checkable
 
 from lightning import LightningDataModule
@@ -31,6 +35,7 @@ from lightning_asym.rollout.supervision import SupervisionConfig
 from lightning_asym.types import Task, Trajectory
 
 Policy = Callable[[], tuple[ChatBackend, Reviewer | None]]
+Phase = Callable[[], AbstractContextManager[Any]]
 
 
 @runtime_checkable
@@ -41,11 +46,27 @@ class RolloutPolicy(Protocol):
     def rollout_policy(self, stage: str) -> tuple[ChatBackend, Reviewer | None]: ...
 
 
+@runtime_checkable
+class GathersForRollouts(Protocol):
+    """A module that prepares its models for a rollout batch: `rollout_phase(stage)` is entered
+    before the batch is played and left after it (a sharded model's weights gathered, then freed)."""
+
+    def rollout_phase(self, stage: str) -> AbstractContextManager[Any]: ...
+
+
 class FixedRollouts(IterableDataset):
     """Episodes of a fixed list of `(task, trial)`, `batch_size` at a time (sized)."""
 
-    def __init__(self, engine: RolloutEngine, specs: list[tuple[Task, int]], batch_size: int, policy: Policy):
+    def __init__(
+        self,
+        engine: RolloutEngine,
+        specs: list[tuple[Task, int]],
+        batch_size: int,
+        policy: Policy,
+        phase: Phase = nullcontext,
+    ):
         self.engine, self.specs, self.batch_size, self.policy = engine, specs, batch_size, policy
+        self.phase = phase
 
     def __len__(self) -> int:
         return -(-len(self.specs) // self.batch_size)
@@ -53,7 +74,9 @@ class FixedRollouts(IterableDataset):
     def __iter__(self) -> Iterator[list[Trajectory]]:
         for i in range(0, len(self.specs), self.batch_size):
             actor, reviewer = self.policy()
-            yield self.engine.run(self.specs[i : i + self.batch_size], actor, reviewer)
+            with self.phase():
+                batch = self.engine.run(self.specs[i : i + self.batch_size], actor, reviewer)
+            yield batch
 
 
 class StreamingRollouts(IterableDataset):
@@ -68,8 +91,9 @@ class StreamingRollouts(IterableDataset):
         group_size: int,
         policy: Policy,
         seed: int,
+        phase: Phase = nullcontext,
     ):
-        self.engine, self.tasks, self.policy = engine, tasks, policy
+        self.engine, self.tasks, self.policy, self.phase = engine, tasks, policy, phase
         self.batch_size, self.group_size, self.seed = batch_size, group_size, seed
         self.batches_done = 0
 
@@ -82,7 +106,8 @@ class StreamingRollouts(IterableDataset):
                 (t, self.batches_done * self.group_size + g) for t in chosen for g in range(self.group_size)
             ]
             actor, reviewer = self.policy()
-            batch = self.engine.run(specs, actor, reviewer)
+            with self.phase():
+                batch = self.engine.run(specs, actor, reviewer)
             self.batches_done += 1
             yield batch
 
@@ -173,6 +198,15 @@ class RolloutDataModule(LightningDataModule):
 
         return policy
 
+    def _phase(self, stage: str) -> Phase:
+        """The attached module's `rollout_phase(stage)` around each batch, if it has one."""
+
+        def phase() -> AbstractContextManager[Any]:
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            return module.rollout_phase(stage) if isinstance(module, GathersForRollouts) else nullcontext()
+
+        return phase
+
     def _rank(self) -> tuple[int, int]:
         t = self.trainer
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
@@ -180,7 +214,9 @@ class RolloutDataModule(LightningDataModule):
     def _fixed(self, split: str, trials: int, stage: str) -> DataLoader:
         rank, world = self._rank()
         specs = [(t, k) for t in self.split_tasks(split, self.num.get(split)) for k in range(trials)]
-        ds = FixedRollouts(self.eval_engine, specs[rank::world], self.batch_size, self._policy(stage))
+        ds = FixedRollouts(
+            self.eval_engine, specs[rank::world], self.batch_size, self._policy(stage), self._phase(stage)
+        )
         return DataLoader(ds, batch_size=None, num_workers=0, collate_fn=_identity)
 
     # ------------------------------------------------------------------ loaders
@@ -194,6 +230,7 @@ class RolloutDataModule(LightningDataModule):
                 self.group_size,
                 self._policy("train"),
                 seed=self.seed * 1000 + rank,
+                phase=self._phase("train"),
             )
             self._train_stream.batches_done = self._restored_batches
         return DataLoader(self._train_stream, batch_size=None, num_workers=0, collate_fn=_identity)

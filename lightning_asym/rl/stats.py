@@ -6,6 +6,7 @@ Each vectorised function has a plain Python-loop ``*_reference`` twin in float64
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -107,15 +108,26 @@ def _masked_var(x: Tensor, mask: Tensor, unbiased: bool) -> tuple[Tensor, Tensor
     return mean, sq / denom
 
 
-def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
+def masked_whiten(
+    x: Tensor, mask: Tensor, eps: float = 1e-8, sum_over: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
     """Normalise ``x`` to zero mean, unit (unbiased) std over the valid entries; 0 on padding.
 
     Shapes: ``x [*S]``, ``mask [*S]`` -> ``[*S]``. Fewer than two valid entries leave the
-    variance at 0, so the centred part is 0.
+    variance at 0, so the centred part is 0. ``sum_over`` (a sum over the processes that each
+    hold a part of the batch, e.g. an all-reduce; called twice, by every process) makes the mean
+    and std those of the whole batch, so each process whitens as one process would.
     """
     _check_shapes("masked_whiten", x=x, mask=mask)
     m = _as_bool(mask)
-    mean, var = _masked_var(x, m, unbiased=True)
+    if sum_over is None:
+        mean, var = _masked_var(x, m, unbiased=True)
+    else:
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        n, total = sum_over(torch.stack([m.sum().to(x.dtype), torch.where(m, x, zero).sum()]))
+        mean = total / n.clamp(min=1)
+        sq = sum_over(torch.where(m, (x - mean) ** 2, zero).sum())
+        var = sq / (n - 1).clamp(min=1)
     whitened = (x - mean) * torch.rsqrt(var + eps)
     return torch.where(m, whitened, torch.zeros((), dtype=x.dtype, device=x.device))
 

@@ -1,0 +1,30 @@
+"""Running the real `lightning-asym` command (and other scripts) in a subprocess from the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli_env() -> dict[str, str]:
+    """The subprocess's environment: the tests' helpers and this checkout's package first (an
+    editable install elsewhere, e.g. another worktree's, must not answer for it)."""
+    here = Path(__file__).parent
+    path = os.pathsep.join([str(here), str(here.parent), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path.rstrip(os.pathsep)}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = cli_env()
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_asym.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
