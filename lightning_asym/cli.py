@@ -227,6 +227,23 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _warn_emulated_bf16(precision: Any, accelerator: Any) -> None:
+    """bf16 precision on a CPU that lacks AVX512-BF16 and AMX runs several times slower than fp32
+    (torch emulates it): say so once, with the setting to change."""
+    import torch
+
+    from lightning_asym.backends.hardware import native_bf16
+
+    on_cpu = str(accelerator) == "cpu" or not torch.cuda.is_available()
+    if "bf16" in str(precision) and on_cpu and not native_bf16("cpu"):
+        warnings.warn(
+            f"trainer.precision {precision} on this CPU (no AVX512-BF16 or AMX) is emulated and runs "
+            "several times slower than float32 (7x for SmolLM2 matmuls on an AVX2 EPYC): "
+            "pass --trainer.precision 32-true",
+            stacklevel=2,
+        )
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the `lightning-asym` console script (returns None: exit status 0).
 
@@ -263,20 +280,3 @@ def main(args: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _warn_emulated_bf16(precision: Any, accelerator: Any) -> None:
-    """bf16 precision on a CPU that lacks AVX512-BF16 and AMX runs several times slower than fp32
-    (torch emulates it): say so once, with the setting to change."""
-    import torch
-
-    from lightning_asym.backends.hardware import native_bf16
-
-    on_cpu = str(accelerator) == "cpu" or not torch.cuda.is_available()
-    if "bf16" in str(precision) and on_cpu and not native_bf16("cpu"):
-        warnings.warn(
-            f"trainer.precision {precision} on this CPU (no AVX512-BF16 or AMX) is emulated and runs "
-            "several times slower than float32 (7x for SmolLM2 matmuls on an AVX2 EPYC): "
-            "pass --trainer.precision 32-true",
-            stacklevel=2,
-        )

@@ -33,3 +33,15 @@ def test_generative_critic_loads_a_named_critic_in_the_fast_dtype(monkeypatch):
     assert next(GenerativeCritic("tiny").backend.model.parameters()).dtype == torch.float32
     monkeypatch.setattr(hardware, "native_bf16", lambda device="cpu": True)
     assert next(GenerativeCritic("tiny").backend.model.parameters()).dtype == torch.bfloat16
+
+
+def test_cli_warns_on_emulated_bf16_precision(monkeypatch, recwarn):
+    from lightning_asym.cli import _warn_emulated_bf16
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda device="cpu": False)
+    with pytest.warns(UserWarning, match=r"--trainer\.precision 32-true"):
+        _warn_emulated_bf16("bf16-mixed", "cpu")
+    _warn_emulated_bf16("32-true", "cpu")
+    monkeypatch.setattr(hardware, "native_bf16", lambda device="cpu": True)
+    _warn_emulated_bf16("bf16-mixed", "cpu")
+    assert not [w for w in recwarn if "precision" in str(w.message)]
