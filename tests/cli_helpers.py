@@ -13,7 +13,11 @@ def cli_env() -> dict[str, str]:
     editable install elsewhere, e.g. another worktree's, must not answer for it)."""
     here = Path(__file__).parent
     path = os.pathsep.join([str(here), str(here.parent), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path.rstrip(os.pathsep)}
+    # seed_everything in an earlier in-process test leaves PL_GLOBAL_SEED in os.environ; a child
+    # that sets up a distributed strategy re-seeds from it (reset_seed) and a one-process child
+    # does not, so two runs that should match would start from different random states
+    env = {k: v for k, v in os.environ.items() if k not in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    return {**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path.rstrip(os.pathsep)}
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
