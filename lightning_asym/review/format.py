@@ -1,8 +1,8 @@
 """The generative critic's prompt and answer format, shared by the reviewer, the labeler and SFT.
 
 The critic reads one prompt (a system message with the reviewing instruction and, when
-configured, the policy; a user message with the transcript, the proposed action and any
-privileged information) and answers in two lines::
+configured, the policy; a user message with any privileged information, the transcript and
+the proposed action) and answers in two lines::
 
     VERDICT: revise
     FEEDBACK: Authenticate the user with find_user_id_by_email before changing the order.
@@ -73,9 +73,9 @@ def review_prompt(
     """The critic's chat prompt for one proposed action."""
     policy = next((m.content for m in messages if m.role == "system" and m.content), "")
     system = INSTRUCTION + (f"\n\n{policy.strip()}" if include_policy and policy else "")
-    parts = [f"Conversation so far:\n{render_transcript(messages, max_messages)}"]
-    if privileged:
-        parts.append(f"What you know that the agent does not:\n{privileged.strip()}")
+    # what never changes within an episode comes first, so a review's KV cache keeps it (`review.scorer`)
+    parts = [f"What you know that the agent does not:\n{privileged.strip()}"] if privileged else []
+    parts.append(f"Conversation so far:\n{render_transcript(messages, max_messages)}")
     parts.append(f"Proposed next action:\n{render_action(action, text)}")
     return [Message("system", content=system), Message("user", content="\n\n".join(parts))]
 

@@ -6,8 +6,8 @@ P(revise) in one forward pass, exactly as `CriticSFT` validation and calibration
 
 Each conversation (the `ReviewRequest.key` of an episode) keeps the token ids the critic last
 read and their KV cache. The review prompt is laid out so that it grows at the end of the
-transcript: instruction, policy and worked examples, then the transcript, then the privileged
-text and the proposed action. A new review tokenizes its whole prompt (cheap), finds the longest
+transcript: instruction, policy and worked examples, then the privileged text (fixed for the
+episode), then the transcript, then the proposed action. A new review tokenizes its whole prompt (cheap), finds the longest
 common token prefix with what the conversation last read, keeps that part of the cache and
 encodes only the rest: the messages appended since the last review, the proposed action and the
 verdict prefix. A revision's re-review shares everything up to the action, so it encodes little
