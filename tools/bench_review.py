@@ -11,12 +11,18 @@ reviews exactly those batches, in the same order, twice:
 - new: `GenerativeCritic(mode="score")`, P(revise) from the verdict logits with each episode's
   prompt cached, feedback generated for revise verdicts only.
 
+With `--quantize int8`, the scored path runs a third time on a copy of the critic with int8
+linears (`backends.quant`), and its verdicts are compared with the float32 scored path's.
 With `--uncached`, the scored path also runs without its cache (`cache_size=0`), to show that the
 cache changes the speed, not the scores. Verdicts are compared at the same threshold (the old
 path's verdict is the parsed VERDICT line). Last line: one JSON object.
 
     python tools/bench_review.py --critic smollm2 [--episodes 8] [--max-turns 40]
-        [--max-messages N] [--dtype bfloat16] [--few-shot | --no-few-shot] [--uncached]
+        [--max-messages N] [--dtype float32] [--few-shot | --no-few-shot] [--privileged]
+        [--quantize int8] [--uncached]
+
+A critic directory reviews with its own prompt options and threshold (`review_config.json`)
+unless they are given here.
 """
 
 from __future__ import annotations
@@ -50,14 +56,18 @@ class Recorder:
         self.timeline.append(("release", list(keys)))
 
 
-def record(episodes: int, error_rate: float, max_turns: int | None, max_revisions: int) -> list:
+def record(
+    episodes: int, error_rate: float, max_turns: int | None, max_revisions: int, privileged: bool = False
+) -> list:
     from lightning_asym.envs.retail import RetailEnv
     from lightning_asym.envs.retail.oracle import NoisyOracleBackend
     from lightning_asym.review import RetailRuleCritic
     from lightning_asym.rollout import RolloutEngine, SupervisionConfig
 
     env = RetailEnv(seed=0)
-    engine = RolloutEngine(env, max_turns=max_turns, seed=0, supervision=SupervisionConfig(max_revisions))
+    engine = RolloutEngine(
+        env, max_turns=max_turns, seed=0, supervision=SupervisionConfig(max_revisions, privileged=privileged)
+    )
     recorder = Recorder(RetailRuleCritic())
     engine.collect(env.tasks("test")[:episodes], NoisyOracleBackend(error_rate=error_rate), recorder)
     return recorder.timeline
@@ -83,12 +93,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-turns", type=int, default=None, help="cap each episode (default: the env's)")
     p.add_argument("--error-rate", type=float, default=0.15)
     p.add_argument("--max-revisions", type=int, default=2)
-    p.add_argument("--max-messages", type=int, default=None, help="transcript window (default: all)")
+    p.add_argument(
+        "--max-messages",
+        type=int,
+        default=None,
+        help="transcript window (default: the critic's own, else all)",
+    )
     p.add_argument(
         "--include-policy",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the domain policy in the critic's prompt (default: on)",
+        default=None,
+        help="the domain policy in the critic's prompt (default: the critic's own, else on)",
+    )
+    p.add_argument(
+        "--privileged",
+        action="store_true",
+        help="pass the task's privileged text to the critic (supervision)",
     )
     p.add_argument(
         "--few-shot",
@@ -96,8 +116,18 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="worked examples in the prompt (default: on for the untuned smollm2, else the critic's own)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="revise when P(revise) >= this")
-    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="revise when P(revise) >= this (default: the critic's, else 0.5)",
+    )
+    p.add_argument(
+        "--dtype", default=None, help="default: bfloat16 where native (backends.hardware), else float32"
+    )
+    p.add_argument(
+        "--quantize", choices=["int8"], default=None, help="also time the scored path with int8 linears"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--uncached", action="store_true", help="also time the scored path without its cache")
     args = p.parse_args(argv)
@@ -106,23 +136,31 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from lightning_asym.backends.base import SamplingParams
+    from lightning_asym.backends.hardware import fast_dtype
     from lightning_asym.backends.hf import TransformersBackend
     from lightning_asym.review import GenerativeCritic
     from lightning_asym.review.generative import DEFAULT_SAMPLING
+    from lightning_asym.review.settings import read_review_config
 
     torch.set_num_threads(args.threads)
-    timeline = record(args.episodes, args.error_rate, args.max_turns, args.max_revisions)
+    timeline = record(args.episodes, args.error_rate, args.max_turns, args.max_revisions, args.privileged)
     batches = [items for kind, items in timeline if kind == "review"]
     n = sum(map(len, batches))
-    backend = TransformersBackend(args.critic, dtype=args.dtype, sampling=SamplingParams())
+    dtype = args.dtype or fast_dtype()
+    backend = TransformersBackend(args.critic, dtype=dtype, sampling=SamplingParams())
+    saved = read_review_config(args.critic) if os.path.isdir(args.critic) else {}
     few_shot = args.few_shot if args.few_shot is not None else (True if args.critic == "smollm2" else None)
-    options = dict(
+    given = dict(
         include_policy=args.include_policy,
-        max_messages=args.max_messages or "all",
+        max_messages=args.max_messages,
         few_shot=few_shot,
         revise_threshold=args.threshold,
-        sampling=DEFAULT_SAMPLING,
+        privileged=True if args.privileged else None,
     )
+    # a critic directory's own settings unless given here (the critic was trained on them)
+    options = {k: v if v is not None else saved.get(k) for k, v in given.items()}
+    options["max_messages"] = options["max_messages"] or "all"
+    options["sampling"] = DEFAULT_SAMPLING
     old = GenerativeCritic(backend, mode="generate", **options)
     new = GenerativeCritic(backend, mode="score", **options)
     lengths = [len(new.scorer.ids(new.prompt(r))) for b in batches for r in b]
@@ -143,13 +181,14 @@ def main(argv: list[str] | None = None) -> dict:
     scores = [w.score for w in new_reviews if w.score is not None]
     result = {
         "critic": args.critic,
-        "dtype": args.dtype,
+        "dtype": str(dtype).replace("torch.", ""),
         "threads": args.threads,
         "episodes": args.episodes,
-        "include_policy": args.include_policy,
-        "max_messages": args.max_messages,
+        "include_policy": new.include_policy,
+        "max_messages": new.max_messages,
+        "privileged": args.privileged,
         "few_shot": new.few_shot,
-        "threshold": args.threshold,
+        "threshold": new.revise_threshold,
         "reviews": n,
         "batches": len(batches),
         "prompt_tokens_median": statistics.median(lengths),
@@ -169,6 +208,30 @@ def main(argv: list[str] | None = None) -> dict:
             new.scorer.reused_tokens / max(new.scorer.reused_tokens + new.scorer.encoded_tokens, 1), 4
         ),
     }
+    if args.quantize:
+        qbackend = TransformersBackend(
+            args.critic, dtype="float32", quantize=args.quantize, sampling=SamplingParams()
+        )
+        quant = GenerativeCritic(qbackend, mode="score", **options)
+        q_s, q_reviews = replay(quant, timeline)
+        print(f"new path, {args.quantize}: {q_s:.1f} s", flush=True)
+        pairs = [
+            (q.score, w.score)
+            for q, w in zip(q_reviews, new_reviews)
+            if q.score is not None and w.score is not None
+        ]
+        result[f"{args.quantize}_s_per_review"] = round(q_s / n, 4)
+        result[f"{args.quantize}_speedup"] = round(old_s / q_s, 2)
+        result[f"{args.quantize}_vs_new_speedup"] = round(new_s / q_s, 2)
+        result[f"{args.quantize}_vs_new_verdicts"] = round(
+            sum(q.verdict == w.verdict for q, w in zip(q_reviews, new_reviews)) / n, 4
+        )
+        result[f"{args.quantize}_vs_new_max_abs_p"] = round(
+            max((abs(a - b) for a, b in pairs), default=0.0), 4
+        )
+        result[f"{args.quantize}_agreement_with_old"] = round(
+            sum(o.verdict == q.verdict for o, q in zip(old_reviews, q_reviews)) / n, 4
+        )
     if args.uncached:
         fresh = GenerativeCritic(backend, mode="score", cache_size=0, **options)
         fresh.scorer.prefix_cache_size = 0

@@ -110,6 +110,8 @@ class TransformersBackend(ChatBackend):
             with the tokenizer's `parse_response` (when it has a `response_template`; else our
             `<tool_call>` parser): None (default) when the template has tool support that stays
             prefix-preserving, True to require it, False for our `<tool_call>` system prompt always.
+        quantize: `"int8"` replaces every linear layer by a dynamically quantized int8 one, for
+            faster CPU inference (`backends.quant`; a float32 model on the CPU, not for training).
 
     Caches hold keys/values of the weights that computed them: when any parameter changes in
     place (an optimizer step, `load_state_dict`), the next call drops every KV cache and
@@ -133,6 +135,7 @@ class TransformersBackend(ChatBackend):
         prefix_cache_size: int = 4,
         tools_first: bool = True,
         native_tools: bool | None = None,
+        quantize: str | None = None,
     ) -> None:
         if isinstance(model, str):
             model, tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
@@ -147,6 +150,10 @@ class TransformersBackend(ChatBackend):
             tokenizer = AutoTokenizer.from_pretrained(name)
         if device is not None:
             model = model.to(device)
+        if quantize is not None:
+            from lightning_asym.backends.quant import quantize_linears
+
+            model = quantize_linears(model, quantize)
         if tool_role not in ("auto", "tool", "user"):
             raise ValueError(f"tool_role must be 'auto', 'tool' or 'user', got {tool_role!r}")
         self.model = model.eval()
