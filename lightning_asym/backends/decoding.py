@@ -78,6 +78,30 @@ def share_prefixes(
         r.past, r.feed = kv, r.feed[n:]
 
 
+def length_groups(lengths: Sequence[int], max_waste: float = 0.25) -> list[list[int]]:
+    """Indices of `lengths` in groups to encode separately, so that padding stays small.
+
+    A batched forward pads every row to the longest one. Rows are taken longest first, and a
+    group is closed when adding the next row would make its padded area (rows x longest) more
+    than `1 + max_waste` times its real tokens. Each group holds rows of similar length; the
+    groups are ordered longest first, and every index appears exactly once.
+    """
+    if max_waste < 0:
+        raise ValueError(f"max_waste must be >= 0, got {max_waste}")
+    groups: list[list[int]] = []
+    current: list[int] = []
+    tokens = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if current and (len(current) + 1) * lengths[current[0]] > (1 + max_waste) * (tokens + lengths[i]):
+            groups.append(current)
+            current, tokens = [], 0
+        current.append(i)
+        tokens += lengths[i]
+    if current:
+        groups.append(current)
+    return groups
+
+
 def decode_rows(
     forward: Forward,
     rows: Sequence[DecodeRow],

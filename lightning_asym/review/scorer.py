@@ -18,8 +18,10 @@ With `max_messages`, the transcript is a sliding window whose first lines change
 the common prefix then ends where the transcript begins, and each review re-encodes the whole
 transcript (still batched; the instruction and policy stay cached).
 
-All rows of a call go through one batched forward (`backends.decoding.decode_rows`, which lays
-rows out with left padding, an explicit attention mask and position ids); new conversations
+The rows of a call go through batched forwards (`backends.decoding.decode_rows`, which lays
+rows out with left padding, an explicit attention mask and position ids), one per group of rows
+with similar new-token counts (`length_groups`: one long tool result would otherwise pad every
+row of the batch to its length, 1.7x the real tokens on recorded retail reviews); new conversations
 share the encoding of their common opening (`share_prefixes`). Feedback, when asked for, is
 generated greedily (or with the given sampling) from the cached verdict position on, after
 forcing the revise token and the answer's `FEEDBACK:` head.
@@ -35,7 +37,13 @@ from typing import Any
 import torch
 
 from lightning_asym.backends.base import SamplingParams
-from lightning_asym.backends.decoding import DecodeRow, cut_after_stop, decode_rows, share_prefixes
+from lightning_asym.backends.decoding import (
+    DecodeRow,
+    cut_after_stop,
+    decode_rows,
+    length_groups,
+    share_prefixes,
+)
 from lightning_asym.backends.kv import LayerKV, crop, forward_kwargs, seeded_generator, weights_version
 from lightning_asym.review.verdict import VerdictProbe, answer_ids, revise_logit, verdict_probe
 from lightning_asym.types import REVISE, Message
@@ -76,8 +84,12 @@ class VerdictScorer:
             `2 * layers * kv_heads * head_dim` values per token (23 KB in bfloat16 for SmolLM2-135M).
         max_context: most tokens a prompt may have (default: the model's position limit).
         prefix_cache_size: shared openings of new conversations kept encoded (0: none).
+        max_waste: rows are encoded in groups of similar new-token counts, each padded to its
+            longest by at most this share (`backends.decoding.length_groups`); `float("inf")`
+            encodes all rows in one forward.
 
-    Counters: `encoded_tokens` (fed to the model) and `reused_tokens` (taken from a cache).
+    Counters: `encoded_tokens` (fed to the model), `reused_tokens` (taken from a cache) and
+    `padded_tokens` (fed including padding).
     """
 
     def __init__(
@@ -91,6 +103,7 @@ class VerdictScorer:
         cache_size: int = 64,
         max_context: int | None = None,
         prefix_cache_size: int = 4,
+        max_waste: float = 0.25,
     ) -> None:
         if cache_size < 0:
             raise ValueError(f"model.reviewer.init_args.cache_size must be >= 0, got {cache_size}")
@@ -106,8 +119,10 @@ class VerdictScorer:
         self._seen: OrderedDict[Hashable, _Seen] = OrderedDict()
         self._prefixes: OrderedDict[tuple[int, ...], LayerKV] = OrderedDict()
         self._weights: tuple[int, ...] | None = None
+        self.max_waste = max_waste
         self.encoded_tokens = 0
         self.reused_tokens = 0
+        self.padded_tokens = 0
 
     def _revise_head(self, end_of_turn: str) -> list[int]:
         """The revise answer's tokens up to where the feedback starts (`VERDICT: revise\\nFEEDBACK:`)."""
@@ -182,20 +197,19 @@ class VerdictScorer:
         if not rows:
             return out
         decode = [r for _, r in rows]
-        logits: list[torch.Tensor] = []
-
-        def forward(ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
-            logits.append(self._forward(ids, mask, pos, cache))
-            return logits[-1]
-
+        p: list[float] = [0.0] * len(decode)
         with torch.no_grad():
             if self.prefix_cache_size > 0:
                 share_prefixes(self._forward, decode, self._prefixes, self.prefix_cache_size, self.device)
-            for r in decode:
-                self.encoded_tokens += len(r.feed)
-            # one new token (the argmax, discarded) means exactly one forward: the verdict position's
-            decode_rows(forward, decode, _ONE_TOKEN, [], self.pad_id, self.device, lambda ids: "")
-        p = torch.sigmoid(revise_logit(logits[0], self.probe)).tolist()
+            feeds = [len(r.feed) for r in decode]
+            self.encoded_tokens += sum(feeds)
+            # rows of similar length together: one long new message would otherwise pad every row to it
+            for group in length_groups(feeds, self.max_waste):
+                part = [decode[j] for j in group]
+                self.padded_tokens += len(part) * max(len(r.feed) for r in part)
+                probs = torch.sigmoid(revise_logit(self._verdict_logits(part), self.probe))
+                for j, q in zip(group, probs.tolist()):
+                    p[j] = q
         for j, (i, r) in enumerate(rows):
             s = out[i]
             s.p_revise, s.kv = float(p[j]), r.kv
@@ -207,6 +221,18 @@ class VerdictScorer:
         while len(self._seen) > self.cache_size:
             self._seen.popitem(last=False)
         return out
+
+    def _verdict_logits(self, rows: list[DecodeRow]) -> torch.Tensor:
+        """The last-position logits of `rows` (each row's past + feed), from one batched forward."""
+        logits: list[torch.Tensor] = []
+
+        def forward(ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+            logits.append(self._forward(ids, mask, pos, cache))
+            return logits[-1]
+
+        # one new token (the argmax, discarded) means exactly one forward: the verdict position's
+        decode_rows(forward, rows, _ONE_TOKEN, [], self.pad_id, self.device, lambda ids: "")
+        return logits[0]
 
     def feedback(
         self, scored: Sequence[Scored], sampling: SamplingParams, seeds: Sequence[int]
