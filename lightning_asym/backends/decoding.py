@@ -2,7 +2,8 @@
 
 `Forward` is `(input_ids, attention_mask, position_ids, cache) -> last-position logits`; the
 loop calls it once for the prompt tokens of every row, then once per decoding step for all
-rows still generating.
+rows still generating. Prompts of very different lengths are first encoded in groups of
+similar length (`prefill_groups`), for the actor's turns and the critic's reviews alike.
 """
 
 from __future__ import annotations
@@ -102,6 +103,35 @@ def length_groups(lengths: Sequence[int], max_waste: float = 0.25) -> list[list[
     return groups
 
 
+_PREFILL = SamplingParams(max_new_tokens=1, temperature=0.0)
+
+
+def prefill_groups(
+    forward: Forward,
+    rows: Sequence[DecodeRow],
+    pad_id: int,
+    device: torch.device,
+    max_waste: float = 0.25,
+) -> None:
+    """Encode all but the last fed token of each row, in groups of similar length (`length_groups`).
+
+    Each encoded part moves from the row's `feed` into its `past`, so the batched call that
+    follows feeds one token per row and pads nothing. Rows that all fit one group are left as
+    they are: one forward encodes them with little padding anyway. The tokens each row sees,
+    and their positions, are unchanged.
+    """
+    long = [r for r in rows if len(r.feed) > 1]
+    groups = length_groups([len(r.feed) - 1 for r in long], max_waste)
+    if len(groups) < 2:
+        return
+    for group in groups:
+        part = [DecodeRow(long[j].feed[:-1], long[j].past, 1, None) for j in group]
+        # one greedy token (discarded) is exactly one forward; its kv is past + what was fed
+        decode_rows(forward, part, _PREFILL, [], pad_id, device, lambda ids: "")
+        for j, done in zip(group, part):
+            long[j].past, long[j].feed = done.kv, long[j].feed[-1:]
+
+
 def decode_rows(
     forward: Forward,
     rows: Sequence[DecodeRow],
@@ -110,13 +140,18 @@ def decode_rows(
     pad_id: int,
     device: torch.device,
     decode_text: Callable[[list[int]], str],
+    max_waste: float | None = None,
 ) -> None:
     """Generate for all `rows` together, filling their ids, log-probs, finish reason and `kv`.
 
     Layout of row i (width P = longest past, N = longest feed): `[pad | past_i | pad | feed_i]`,
     then one column per step. Padding in the middle is harmless: every forward gets the mask,
-    and `position_ids = cumsum(mask) - 1`. Finished rows leave the batch.
+    and `position_ids = cumsum(mask) - 1`. Finished rows leave the batch. With `max_waste`, rows
+    whose feeds differ in length are first encoded in groups (`prefill_groups`), so that no
+    row is padded to a much longer one.
     """
+    if max_waste is not None:
+        prefill_groups(forward, rows, pad_id, device, max_waste)
     b = len(rows)
     n_new = max(len(r.feed) for r in rows)
     width = max((int(r.past[0][0].shape[1]) for r in rows if r.past), default=0)

@@ -110,6 +110,9 @@ class TransformersBackend(ChatBackend):
             with the tokenizer's `parse_response` (when it has a `response_template`; else our
             `<tool_call>` parser): None (default) when the template has tool support that stays
             prefix-preserving, True to require it, False for our `<tool_call>` system prompt always.
+        prefill_max_waste: prompts of very different lengths are encoded in groups, each padded to
+            its longest by at most this share (`backends.decoding.prefill_groups`); None pads every
+            row of a call to the longest prompt.
         quantize: `"int8"` replaces every linear layer by a dynamically quantized int8 one, for
             faster CPU inference (`backends.quant`; a float32 model on the CPU, not for training).
 
@@ -136,6 +139,7 @@ class TransformersBackend(ChatBackend):
         tools_first: bool = True,
         native_tools: bool | None = None,
         quantize: str | None = None,
+        prefill_max_waste: float | None = 0.25,
     ) -> None:
         if isinstance(model, str):
             model, tokenizer = load_model_and_tokenizer(model, tokenizer, tiny, dtype)
@@ -163,6 +167,7 @@ class TransformersBackend(ChatBackend):
         self.max_context = max_context or self._position_limit()
         self._states: dict[Hashable, ConversationState] = {}
         self.prefix_cache_size = prefix_cache_size
+        self.prefill_max_waste = prefill_max_waste
         self.tools_first = tools_first
         self._prefixes: OrderedDict[tuple[int, ...], LayerKV] = OrderedDict()
         self._weights_version: tuple[int, ...] | None = None
@@ -417,6 +422,7 @@ class TransformersBackend(ChatBackend):
                     self._pad_id,
                     self.device,
                     lambda ids: self._decode(ids, True),
+                    self.prefill_max_waste,
                 )
         finally:
             self.model.train(was_training)

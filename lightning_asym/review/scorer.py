@@ -20,7 +20,7 @@ transcript (still batched; the instruction and policy stay cached).
 
 The rows of a call go through batched forwards (`backends.decoding.decode_rows`, which lays
 rows out with left padding, an explicit attention mask and position ids), one per group of rows
-with similar new-token counts (`length_groups`: one long tool result would otherwise pad every
+with similar new-token counts (`prefill_groups`: one long tool result would otherwise pad every
 row of the batch to its length, 1.7x the real tokens on recorded retail reviews); new conversations
 share the encoding of their common opening (`share_prefixes`). Feedback, when asked for, is
 generated greedily (or with the given sampling) from the cached verdict position on, after
@@ -41,7 +41,6 @@ from lightning_asym.backends.decoding import (
     DecodeRow,
     cut_after_stop,
     decode_rows,
-    length_groups,
     share_prefixes,
 )
 from lightning_asym.backends.kv import LayerKV, crop, forward_kwargs, seeded_generator, weights_version
@@ -85,11 +84,11 @@ class VerdictScorer:
         max_context: most tokens a prompt may have (default: the model's position limit).
         prefix_cache_size: shared openings of new conversations kept encoded (0: none).
         max_waste: rows are encoded in groups of similar new-token counts, each padded to its
-            longest by at most this share (`backends.decoding.length_groups`); `float("inf")`
-            encodes all rows in one forward.
+            longest by at most this share (`backends.decoding.prefill_groups`); None encodes all
+            rows in one forward.
 
     Counters: `encoded_tokens` (fed to the model), `reused_tokens` (taken from a cache) and
-    `padded_tokens` (fed including padding).
+    `padded_tokens` (fed to the model's forwards, padding included).
     """
 
     def __init__(
@@ -103,7 +102,7 @@ class VerdictScorer:
         cache_size: int = 64,
         max_context: int | None = None,
         prefix_cache_size: int = 4,
-        max_waste: float = 0.25,
+        max_waste: float | None = 0.25,
     ) -> None:
         if cache_size < 0:
             raise ValueError(f"model.reviewer.init_args.cache_size must be >= 0, got {cache_size}")
@@ -197,23 +196,17 @@ class VerdictScorer:
         if not rows:
             return out
         decode = [r for _, r in rows]
-        p: list[float] = [0.0] * len(decode)
         with torch.no_grad():
             if self.prefix_cache_size > 0:
                 share_prefixes(self._forward, decode, self._prefixes, self.prefix_cache_size, self.device)
-            feeds = [len(r.feed) for r in decode]
-            self.encoded_tokens += sum(feeds)
-            # rows of similar length together: one long new message would otherwise pad every row to it
-            for group in length_groups(feeds, self.max_waste):
-                part = [decode[j] for j in group]
-                self.padded_tokens += len(part) * max(len(r.feed) for r in part)
-                probs = torch.sigmoid(revise_logit(self._verdict_logits(part), self.probe))
-                for j, q in zip(group, probs.tolist()):
-                    p[j] = q
+            fed = [len(r.feed) for r in decode]  # before prefill_groups moves some into the past
+            self.encoded_tokens += sum(fed)
+            logits = self._verdict_logits(decode)
+            p = torch.sigmoid(revise_logit(logits, self.probe)).tolist()
         for j, (i, r) in enumerate(rows):
             s = out[i]
             s.p_revise, s.kv = float(p[j]), r.kv
-            self.reused_tokens += len(s.ids) - len(r.feed)
+            self.reused_tokens += len(s.ids) - fed[j]
             key = keys[i]
             if key is not None and self.cache_size > 0 and r.kv is not None:
                 self._seen[key] = _Seen(s.ids, r.kv)
@@ -223,16 +216,18 @@ class VerdictScorer:
         return out
 
     def _verdict_logits(self, rows: list[DecodeRow]) -> torch.Tensor:
-        """The last-position logits of `rows` (each row's past + feed), from one batched forward."""
+        """The last-position logits of `rows` (each row's past + feed), all rows in one batch."""
         logits: list[torch.Tensor] = []
 
         def forward(ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+            self.padded_tokens += ids.numel()
             logits.append(self._forward(ids, mask, pos, cache))
             return logits[-1]
 
-        # one new token (the argmax, discarded) means exactly one forward: the verdict position's
-        decode_rows(forward, rows, _ONE_TOKEN, [], self.pad_id, self.device, lambda ids: "")
-        return logits[0]
+        # one new token (the argmax, discarded): the last forward is the verdict position's; rows of
+        # very different lengths are encoded in groups first (`prefill_groups`)
+        decode_rows(forward, rows, _ONE_TOKEN, [], self.pad_id, self.device, lambda ids: "", self.max_waste)
+        return logits[-1]
 
     def feedback(
         self, scored: Sequence[Scored], sampling: SamplingParams, seeds: Sequence[int]
