@@ -68,7 +68,7 @@ class ActorModule(AdaptsToEnv, LightningModule):
         entropy_coef: weight of the entropy bonus.
         max_context: longest conversation in tokens (default: the model's limit).
         dtype: weights dtype ("float32" (default), "bf16"/"bfloat16", "fp16", "auto": a directory's
-            own; see `backends.hf.resolve_dtype`).
+            own; see `backends.loading.resolve_dtype`).
 
     The model is built by `configure_model()` (or on first use), not in `__init__`: see `models.AdaptsToEnv`.
     """

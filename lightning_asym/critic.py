@@ -66,7 +66,7 @@ class CriticModule(AdaptsToEnv, LightningModule):
         max_length: longest critic input; longer conversations keep their latest tokens.
         include_system: keep the system message (the policy) in the critic's view.
         dtype: weights dtype ("float32" (default), "bf16"/"bfloat16", "fp16", "auto": a directory's
-            own; see `backends.hf.resolve_dtype`).
+            own; see `backends.loading.resolve_dtype`).
 
     The model is built by `configure_model()` (or on first use), not in `__init__`: see `models.AdaptsToEnv`.
     """

@@ -1,7 +1,7 @@
 """Model plumbing shared by `ActorModule` and `CriticModule`: what model to build, and logits where needed.
 
 `ModelSpec` is the model a module builds: `"tiny"` (random, from `tiny` options), `"smollm2"`, or a
-local directory, with a tokenizer and a dtype parsed once by `backends.hf.resolve_dtype`. A tiny
+local directory, with a tokenizer and a dtype parsed once by `backends.loading.resolve_dtype`. A tiny
 model may learn its BPE tokenizer from the env (`tiny: {tokenizer: bpe, corpus: env}`); the spec
 then builds without a corpus first and `AdaptsToEnv.adapt_to_env` rebuilds it once the env is known.
 `hidden_at`/`logits_at` run the trunk once and read only the positions a loss needs, so no
@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_asym.backends.hf import load_model_and_tokenizer, resolve_dtype
+from lightning_asym.backends.loading import load_model_and_tokenizer, resolve_dtype
 
 
 @dataclass
 class ModelSpec:
-    """The model a module builds (see `backends.hf.load_model_and_tokenizer`).
+    """The model a module builds (see `backends.loading.load_model_and_tokenizer`).
 
     `key` names the module's config key in error messages (e.g. `model.init_args.critic`).
     """

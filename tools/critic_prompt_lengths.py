@@ -17,7 +17,8 @@ import tempfile
 
 from lightning import Trainer
 
-from lightning_asym.backends.hf import TransformersBackend, load_model_and_tokenizer
+from lightning_asym.backends.hf import TransformersBackend
+from lightning_asym.backends.loading import load_model_and_tokenizer
 from lightning_asym.datagen import CriticExampleWriter
 from lightning_asym.envs.retail import RetailEnv
 from lightning_asym.envs.retail.oracle import NoisyOracleBackend
