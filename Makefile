@@ -14,7 +14,7 @@ EXTRAS ?= dev,real,lora,serve,data
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test test-fast lint format bench critic-pipeline critic-smollm2 clean
+.PHONY: setup quickstart test test-fast lint format bench critic-pipeline critic-smollm2 critic-smollm2-privileged clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ critic-smollm2: setup  ## the SmolLM2-135M critic of docs/RESULTS.md: mine, fine
 	$(BIN)/lightning-asym predict --config configs/critic/datagen.yaml
 	$(BIN)/lightning-asym fit --config configs/critic/sft_smollm2_lora.yaml
 	$(BIN)/lightning-asym validate --config configs/critic/calibrate_smollm2_lora.yaml
+
+critic-smollm2-privileged: setup  ## the same critic trained with privileged information (~1.2 h on 2 CPU cores)
+	$(BIN)/lightning-asym predict --config configs/critic/datagen_privileged.yaml
+	$(BIN)/lightning-asym fit --config configs/critic/sft_smollm2_lora_privileged.yaml
+	$(BIN)/lightning-asym validate --config configs/critic/calibrate_smollm2_lora_privileged.yaml
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache data/critic_tiny
