@@ -4,9 +4,16 @@ On a CPU, a small critic's review is compute-bound in its linear layers. Dynamic
 stores each `nn.Linear` weight as int8 (per output channel) and quantizes activations on the
 fly, so the matmuls run on int8 kernels (fbgemm on x86). On the 2-core AVX2-only EPYC of
 `../shared/PERF.md`, one core ran SmolLM2-135M's linears 2.09x faster than in float32
-(`tools/bench_review.py --quantize int8` measures the whole review). It is for inference only:
-the quantized modules hold no trainable parameters, and scores move slightly (measure verdict
-agreement at the calibrated threshold before relying on it).
+(`tools/bench_review.py --quantize int8` measures the whole review: 1.8x per scored review). It
+is for inference only: the quantized modules hold no trainable parameters.
+
+**Scores move, and for a fine-tuned SmolLM2 critic too much.** Activations are quantized per
+tensor, and small models have outlier activations: on recorded retail reviews the privileged
+SmolLM2-135M critic's P(revise) moved by up to 0.66 (mean 0.19 on 24 in-loop proposals, with or
+without the output head quantized), and verdicts agreed with float32 on only 80 % of 60 reviews
+(2026-12-01). A supervised evaluation with it flagged twice the proposals its calibration
+predicted. Use it only where `tools/bench_review.py --quantize int8` shows verdict agreement at
+the calibrated threshold that you can accept.
 """
 
 from __future__ import annotations
