@@ -243,9 +243,8 @@ def logits_at(
     The LM head runs on those positions only; a model without a separable trunk and head
     gets a full forward.
     """
-    sharded = getattr(
-        lm, "sharded_logits_at", None
-    )  # FSDP2: the root's hooks gather and reduce (`shard_blocks`)
+    # FSDP2: the root's hooks gather and reduce (`shard_blocks`)
+    sharded = getattr(lm, "sharded_logits_at", None)
     if sharded is not None:
         return sharded(input_ids, attention_mask, rows, cols)
     return _logits_at(lm, input_ids, attention_mask, rows, cols)

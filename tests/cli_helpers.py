@@ -20,7 +20,8 @@ def cli_env() -> dict[str, str]:
     return {**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path.rstrip(os.pathsep)}
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, returncode: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m lightning_asym.cli *args` in `cwd`; asserts it exits with `returncode`."""
     env = cli_env()
     proc = subprocess.run(
         [sys.executable, "-m", "lightning_asym.cli", *args],
@@ -28,7 +29,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.returncode == returncode, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run_cli
 
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.openai import OpenAIBackend
@@ -333,16 +330,7 @@ def test_cli_reports_an_unreachable_endpoint_in_one_line(tmp_path):
             }
         )
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parent)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lightning_asym.cli", "test", "--config", str(config)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    proc = run_cli("test", "--config", str(config), cwd=tmp_path, returncode=2, timeout=300)
     # Lightning's own notices and the retry warnings come first; the error is one last line
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

@@ -103,7 +103,9 @@ def length_groups(lengths: Sequence[int], max_waste: float = 0.25) -> list[list[
     return groups
 
 
-_PREFILL = SamplingParams(max_new_tokens=1, temperature=0.0)
+ONE_FORWARD = SamplingParams(max_new_tokens=1, temperature=0.0)
+"""`decode_rows` with this runs exactly one forward (the greedy token it samples is discarded): the
+rows' pasts grow by what was fed, and the forward's logits are those of each row's last position."""
 
 
 def prefill_groups(
@@ -127,7 +129,7 @@ def prefill_groups(
     for group in groups:
         part = [DecodeRow(long[j].feed[:-1], long[j].past, 1, None) for j in group]
         # one greedy token (discarded) is exactly one forward; its kv is past + what was fed
-        decode_rows(forward, part, _PREFILL, [], pad_id, device, lambda ids: "")
+        decode_rows(forward, part, ONE_FORWARD, [], pad_id, device, lambda ids: "")
         for j, done in zip(group, part):
             long[j].past, long[j].feed = done.kv, long[j].feed[-1:]
 

@@ -7,8 +7,8 @@ P(revise) in one forward pass, exactly as `CriticSFT` validation and calibration
 Each conversation (the `ReviewRequest.key` of an episode) keeps the token ids the critic last
 read and their KV cache. The review prompt is laid out so that it grows at the end of the
 transcript: instruction, policy and worked examples, then the privileged text (fixed for the
-episode), then the transcript, then the proposed action. A new review tokenizes its whole prompt (cheap), finds the longest
-common token prefix with what the conversation last read, keeps that part of the cache and
+episode), then the transcript, then the proposed action. A new review tokenizes its whole
+prompt (cheap), finds the longest common token prefix with what the conversation last read, keeps that part of the cache and
 encodes only the rest: the messages appended since the last review, the proposed action and the
 verdict prefix. A revision's re-review shares everything up to the action, so it encodes little
 more than the new action. Because reuse is decided on token ids, not on text, the scored tokens
@@ -21,8 +21,8 @@ transcript (still batched; the instruction and policy stay cached).
 The rows of a call go through batched forwards (`backends.decoding.decode_rows`, which lays
 rows out with left padding, an explicit attention mask and position ids), one per group of rows
 with similar new-token counts (`prefill_groups`: one long tool result would otherwise pad every
-row of the batch to its length, 1.7x the real tokens on recorded retail reviews); new conversations
-share the encoding of their common opening (`share_prefixes`). Feedback, when asked for, is
+row of the batch to its length, 1.7x the real tokens on recorded retail reviews); new
+conversations share the encoding of their common opening (`share_prefixes`). Feedback, when asked for, is
 generated greedily (or with the given sampling) from the cached verdict position on, after
 forcing the revise token and the answer's `FEEDBACK:` head.
 """
@@ -38,6 +38,7 @@ import torch
 
 from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.decoding import (
+    ONE_FORWARD,
     DecodeRow,
     cut_after_stop,
     decode_rows,
@@ -46,8 +47,6 @@ from lightning_asym.backends.decoding import (
 from lightning_asym.backends.kv import LayerKV, crop, forward_kwargs, seeded_generator, weights_version
 from lightning_asym.review.verdict import VerdictProbe, answer_ids, revise_logit, verdict_probe
 from lightning_asym.types import REVISE, Message
-
-_ONE_TOKEN = SamplingParams(max_new_tokens=1, temperature=0.0)
 
 
 @dataclass
@@ -226,7 +225,7 @@ class VerdictScorer:
 
         # one new token (the argmax, discarded): the last forward is the verdict position's; rows of
         # very different lengths are encoded in groups first (`prefill_groups`)
-        decode_rows(forward, rows, _ONE_TOKEN, [], self.pad_id, self.device, lambda ids: "", self.max_waste)
+        decode_rows(forward, rows, ONE_FORWARD, [], self.pad_id, self.device, lambda ids: "", self.max_waste)
         return logits[-1]
 
     def feedback(
