@@ -377,24 +377,10 @@ class AsymmetricActorCritic(LightningModule):
 
     # ------------------------------------------------------------------ checkpoints and export
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rng"] = ppo_card.rng_state()
-        if self._corpus is not None:
-            checkpoint["env_corpus"] = self._corpus
-        checkpoint["training"] = ppo_card.training_record(self)
+        ppo_card.save_state(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if checkpoint.get("rng"):
-            ppo_card.set_rng_state(checkpoint["rng"])
-        # without a trainer (load_from_checkpoint) tiny tokenizers trained on the env's texts are
-        # rebuilt from the texts the checkpoint kept, before its weights are loaded; in a resumed
-        # fit setup() has done it already and this does nothing
-        if checkpoint.get("env_corpus") is not None:
-            self._corpus = list(checkpoint["env_corpus"])
-            for m in (self.actor, self.critic):
-                if m is not None:
-                    m.adapt_to_env(ppo_card.EnvCorpus(self._corpus))
-        self.configure_model()  # load_from_checkpoint loads the weights next, into built models
-        self._trained = dict(checkpoint.get("training") or {})
+        ppo_card.load_state(self, checkpoint)
 
     def export(self, path: str | Path) -> dict[str, Path]:
         """Write the actor to `path/actor` and the critic (if any) to `path/critic`, each a plain

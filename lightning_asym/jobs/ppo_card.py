@@ -88,6 +88,31 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
+def save_state(module: AsymmetricActorCritic, checkpoint: dict[str, Any]) -> None:
+    """What a checkpoint carries beside the weights: RNG states, the env texts of tiny tokenizers,
+    the training record of the model card."""
+    checkpoint["rng"] = rng_state()
+    if module._corpus is not None:
+        checkpoint["env_corpus"] = module._corpus
+    checkpoint["training"] = training_record(module)
+
+
+def load_state(module: AsymmetricActorCritic, checkpoint: dict[str, Any]) -> None:
+    """`save_state` undone, and the models built so that the checkpoint's weights can load next."""
+    if checkpoint.get("rng"):
+        set_rng_state(checkpoint["rng"])
+    # without a trainer (load_from_checkpoint) tiny tokenizers trained on the env's texts are
+    # rebuilt from the texts the checkpoint kept, before its weights are loaded; in a resumed
+    # fit setup() has done it already and this does nothing
+    if checkpoint.get("env_corpus") is not None:
+        module._corpus = list(checkpoint["env_corpus"])
+        for m in (module.actor, module.critic):
+            if m is not None:
+                m.adapt_to_env(EnvCorpus(module._corpus))
+    module.configure_model()  # load_from_checkpoint loads the weights next, into built models
+    module._trained = dict(checkpoint.get("training") or {})
+
+
 class EnvCorpus:
     """The texts of an env's `corpus()` without the env (`adapt_to_env` reads only `corpus()`)."""
 
