@@ -330,12 +330,13 @@ def test_cli_fit_writes_the_critic(data_dir, tmp_path, monkeypatch):
 
 def test_fit_saves_the_prompt_options_in_review_config_and_validate_holds_to_them(data_dir, tmp_path):
     critic = tmp_path / "critic"
-    m = module(save_dir=str(critic), include_policy=False, max_messages=3)
+    m = module(save_dir=str(critic), include_policy=False, max_messages=3, earlier_actions=True)
     trainer(tmp_path, 1, limit_val_batches=0).fit(m, CriticDataModule(str(data_dir), batch_size=4))
     saved = json.loads((critic / "review_config.json").read_text())
     assert saved == {
         "include_policy": False,
         "max_messages": 3,
+        "earlier_actions": True,
         "privileged": False,
         "few_shot": False,
         "max_length": 1024,
@@ -343,7 +344,9 @@ def test_fit_saves_the_prompt_options_in_review_config_and_validate_holds_to_the
         "calibration": None,
     }
     with pytest.raises(UserError, match=r"model\.init_args\.max_messages=2 \(trained with 3\)"):
-        module(model=str(critic), include_policy=False, max_messages=2)
+        module(model=str(critic), include_policy=False, max_messages=2, earlier_actions=True)
+    with pytest.raises(UserError, match=r"model\.init_args\.earlier_actions=False \(trained with True\)"):
+        module(model=str(critic), include_policy=False, max_messages=3)
 
 
 def test_privileged_text_is_in_the_prompt_only_when_asked(examples):

@@ -19,7 +19,7 @@ from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.envs.retail import RetailEnv
 from lightning_asym.review import GenerativeCritic, ReviewRequest
 from lightning_asym.review.verdict import revise_logit
-from lightning_asym.types import Action, CriticExample, Message, Task
+from lightning_asym.types import Action, CriticExample, Message, Task, ToolCall
 
 TASK = Task(id="t0", split="test", instruction="")
 SAMPLING = SamplingParams(max_new_tokens=8, temperature=0.0, stop=["\n\n"])
@@ -59,7 +59,9 @@ def conversation(episode: int, turns: int) -> list[Message]:
     msgs = [Message("system", content="POLICY: authenticate before any write.")]
     msgs.append(Message("user", content=f"Hi, I am customer {episode}. " + "Please help. " * episode))
     for t in range(turns):
-        msgs.append(Message("assistant", content=f"Step {t} for customer {episode}."))
+        # every other step is a tool call, so a window cuts calls that `earlier_actions` lists
+        call = [ToolCall("lookup", {"customer": episode, "step": t})] if t % 2 else None
+        msgs.append(Message("assistant", content=f"Step {t} for customer {episode}.", tool_calls=call))
         msgs.append(Message("user", content=f"ok {t}" + "!" * (episode + t)))
     return msgs
 
@@ -70,8 +72,9 @@ def conversation(episode: int, turns: int) -> list[Message]:
         {},
         {"few_shot": True, "privileged": True},
         {"max_messages": 2},  # a sliding window: no shared transcript prefix, still exact
+        {"max_messages": 2, "earlier_actions": True, "privileged": True},
     ],
-    ids=["plain", "few_shot+privileged", "max_messages"],
+    ids=["plain", "few_shot+privileged", "max_messages", "max_messages+earlier_actions"],
 )
 def test_cached_batched_scores_match_a_fresh_full_encoding(backend, options):
     critic = GenerativeCritic(backend, include_policy=False, sampling=SAMPLING, **options)
@@ -126,6 +129,8 @@ def test_cached_batched_scores_match_a_fresh_full_encoding(backend, options):
         if turn and "max_messages" not in options:
             assert first_encoded < 0.5 * full  # a new turn encodes only what was appended
     assert n_checked == 22
+    if options.get("earlier_actions"):  # the digest was in the prompt, and held the cut calls
+        assert 'lookup({"customer": 0, "step": 1})' in critic.prompt(requests[0])[-1].content
 
 
 def test_scored_ids_and_verdict_position_are_critic_sft_s(backend):

@@ -20,6 +20,7 @@ from lightning_asym.types import Action, Message, Task
 SAVED = {
     "include_policy": False,
     "max_messages": 3,
+    "earlier_actions": True,
     "few_shot": True,
     "privileged": False,
     "revise_threshold": 0.7,
@@ -71,6 +72,7 @@ def test_the_file_fills_unset_settings_and_explicit_ones_win(critic_dir):
     assert len(prompt) == 6  # system, two worked examples, the request
     assert "POLICY" not in prompt[0].content and "the secret" not in prompt[-1].content
     assert "m5" in prompt[-1].content and "m2" not in prompt[-1].content  # the latest 3 messages
+    assert "Tool calls the agent made earlier:\n(none)" in prompt[-1].content  # earlier_actions
 
     explicit = GenerativeCritic(
         str(critic_dir), dtype="float32", include_policy=True, max_messages="all", revise_threshold=0.2
@@ -81,7 +83,7 @@ def test_the_file_fills_unset_settings_and_explicit_ones_win(critic_dir):
         "max_messages": None,
         "revise_threshold": 0.2,
     }
-    assert explicit.settings_from_file == {"few_shot": True, "privileged": False}
+    assert explicit.settings_from_file == {"few_shot": True, "privileged": False, "earlier_actions": True}
     assert "m0" in explicit.prompt(request(None))[-1].content
 
     # a backend object is not a directory: no file is read
@@ -105,6 +107,7 @@ def test_a_critic_trained_with_privileged_information_warns_without_it(critic_di
         ({"max_messages": 0}, r"max_messages must be an integer >= 1 or null"),
         ({"revise_threshold": 2}, r"revise_threshold must be a number in \[0, 1\]"),
         ({"few_shot": "yes"}, r"few_shot must be true or false"),
+        ({"earlier_actions": 1}, r"earlier_actions must be true or false"),
     ],
 )
 def test_a_bad_file_names_the_file_and_the_key(tmp_path, content, match):

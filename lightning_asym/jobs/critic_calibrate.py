@@ -21,7 +21,7 @@ import torch.distributed as dist
 from lightning_asym.calibration import REVIEW_CONFIG, update_review_config
 from lightning_asym.errors import UserError
 
-PROMPT_KEYS = ("include_policy", "max_messages", "privileged")
+PROMPT_KEYS = ("include_policy", "max_messages", "earlier_actions", "privileged")
 """The options that change the prompt: a critic must review with the ones it was trained on."""
 
 

@@ -212,7 +212,8 @@ class CriticEncoder:
         end_of_turn: what ends the assistant's turn in that template (e.g. `<|im_end|>`).
         max_length: most tokens of prompt + answer; see `encode` for how a longer prompt is
             shortened (the answer is never cut).
-        include_policy, max_messages: `review_prompt` options (the critic's prompt options).
+        include_policy, max_messages, earlier_actions: `review_prompt` options (the critic's
+            prompt options).
         privileged: show the example's privileged text (`CriticExample.privileged`) in the
             prompt; False drops it, so a data set generated with privileged text trains both.
     """
@@ -226,6 +227,7 @@ class CriticEncoder:
         include_policy: bool = True,
         max_messages: int | None = None,
         privileged: bool = False,
+        earlier_actions: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
         self.render = render
@@ -234,6 +236,7 @@ class CriticEncoder:
         self.include_policy = include_policy
         self.max_messages = max_messages
         self.privileged = privileged
+        self.earlier_actions = earlier_actions
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         p = self.probe = verdict_probe(tokenizer, end_of_turn)  # the verdict position, shared with review/
         self.probe_prefix, self.approve_id, self.revise_id = p.prefix, p.approve_id, p.revise_id
@@ -251,6 +254,7 @@ class CriticEncoder:
             (example.privileged or None) if self.privileged else None,
             include_policy=self.include_policy,
             max_messages=keep,
+            earlier_actions=self.earlier_actions,
         )
         return self._encode(self.render(messages))
 

@@ -64,7 +64,8 @@ class CriticSFT(models.BuiltLate, LightningModule):
         max_length: most tokens of prompt + answer; a longer prompt keeps fewer transcript
             messages (its first tokens are cut only if one message does not fit), see
             `CriticEncoder.fit_prompt`; `train/truncated` logs the share of shortened prompts.
-        include_policy, max_messages: the critic's prompt options (`review_prompt`); saved in
+        include_policy, max_messages, earlier_actions: the critic's prompt options
+            (`review_prompt`; earlier_actions lists the tool calls a max_messages window cuts); saved in
             the critic's `review_config.json`, which `GenerativeCritic` reads.
         privileged: train with the task's privileged text (`CriticExample.privileged`, from
             datagen with `privileged: true`) in the prompt; False drops it. The critic then
@@ -96,6 +97,7 @@ class CriticSFT(models.BuiltLate, LightningModule):
         save_dir: str | None = None,
         privileged: bool = False,
         calibration: CalibrationConfig | None = None,
+        earlier_actions: bool = False,
     ) -> None:
         super().__init__()
         if method not in METHODS:
@@ -107,6 +109,7 @@ class CriticSFT(models.BuiltLate, LightningModule):
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.include_policy, self.max_messages, self.privileged = include_policy, max_messages, privileged
         self.max_length = max_length
+        self.earlier_actions = earlier_actions
         self.calibration = calibration or CalibrationConfig()
         # a saved critic (a directory) is validated with the prompt options it was trained with
         self.critic_dir = Path(model).expanduser() if Path(model).expanduser().is_dir() else None
@@ -135,6 +138,7 @@ class CriticSFT(models.BuiltLate, LightningModule):
             self.include_policy,
             self.max_messages,
             self.privileged,
+            self.earlier_actions,
         )
 
     def _make_model(self) -> tuple[Any, Any, TransformersBackend]:
@@ -371,6 +375,7 @@ class CriticSFT(models.BuiltLate, LightningModule):
         return {
             "include_policy": self.include_policy,
             "max_messages": self.max_messages,
+            "earlier_actions": self.earlier_actions,
             "privileged": self.privileged,
             "few_shot": False,  # trained on the bare prompt: worked examples would be a new input
             "max_length": self.max_length,

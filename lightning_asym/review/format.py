@@ -52,6 +52,20 @@ def render_transcript(messages: Sequence[Message], max_messages: int | None = No
     return "\n".join(lines)
 
 
+def render_earlier_actions(messages: Sequence[Message], max_messages: int) -> str:
+    """The agent's tool calls in the messages a `max_messages` window cuts, one per line.
+
+    A window of the latest messages is cheap but forgets what the agent already did (did it
+    authenticate the user? which order did it look up?). This digest keeps exactly that, at a
+    few tokens a call, without the long tool results and chat around them. It only grows as
+    the conversation goes on, so it stays in a review's KV cache (`review.scorer`).
+    """
+    body = [m for m in messages if m.role != "system"]
+    cut = body[: max(len(body) - max_messages, 0)]
+    calls = [render_action(Action(c.name, c.arguments)) for m in cut for c in m.tool_calls or []]
+    return "\n".join(calls) if calls else "(none)"
+
+
 def render_action(action: Action | None, text: str = "") -> str:
     """A proposed action as the critic reads it: a reply's text, or `name({json args})`."""
     if action is None:
@@ -69,12 +83,19 @@ def review_prompt(
     *,
     include_policy: bool = True,
     max_messages: int | None = None,
+    earlier_actions: bool = False,
 ) -> list[Message]:
-    """The critic's chat prompt for one proposed action."""
+    """The critic's chat prompt for one proposed action.
+
+    With `earlier_actions` and a `max_messages` window, the tool calls the window cuts are
+    listed before it (`render_earlier_actions`).
+    """
     policy = next((m.content for m in messages if m.role == "system" and m.content), "")
     system = INSTRUCTION + (f"\n\n{policy.strip()}" if include_policy and policy else "")
     # what never changes within an episode comes first, so a review's KV cache keeps it (`review.scorer`)
     parts = [f"What you know that the agent does not:\n{privileged.strip()}"] if privileged else []
+    if earlier_actions and max_messages is not None:
+        parts.append(f"Tool calls the agent made earlier:\n{render_earlier_actions(messages, max_messages)}")
     parts.append(f"Conversation so far:\n{render_transcript(messages, max_messages)}")
     parts.append(f"Proposed next action:\n{render_action(action, text)}")
     return [Message("system", content=system), Message("user", content="\n\n".join(parts))]

@@ -49,6 +49,7 @@ MODES = ("score", "generate")
 BUILTIN = {
     "include_policy": True,
     "max_messages": None,
+    "earlier_actions": False,
     "few_shot": False,
     "privileged": True,
     "revise_threshold": 0.5,
@@ -109,6 +110,9 @@ class GenerativeCritic:
         max_messages: keep only the latest messages of the transcript (`"all"`: every one). Bounds
             the prompt of a local model with a small context (see the module docstring); a
             sliding window re-encodes the transcript at each review (see `review.scorer`).
+        earlier_actions: with `max_messages`, list the agent's tool calls that the window cuts
+            before it (`review.format.render_earlier_actions`): what the agent already did, in a
+            few tokens a call.
         few_shot: put worked examples (usually one revise, one approve) as earlier chat turns
             between the system prompt and the request. Small instruct models that ignore the
             format zero-shot then answer in it (SmolLM2-135M: 0 of 12 answers parsed without,
@@ -137,7 +141,7 @@ class GenerativeCritic:
         cache_size: in `score` mode, how many episodes keep their prompt's KV cache (at least
             the episodes reviewed together; the engine releases finished ones).
 
-    `include_policy`, `max_messages`, `few_shot`, `privileged` and `revise_threshold` left unset
+    `include_policy`, `max_messages`, `earlier_actions`, `few_shot`, `privileged` and `revise_threshold` left unset
     (None) take the values of `<dir>/review_config.json` when `backend` is a directory that has
     one, else the defaults in `BUILTIN`; a value given here wins over the file.
 
@@ -153,6 +157,7 @@ class GenerativeCritic:
         revise_threshold: float | None = None,
         include_policy: bool | None = None,
         max_messages: int | Literal["all"] | None = None,
+        earlier_actions: bool | None = None,
         few_shot: bool | None = None,
         privileged: bool | None = None,
         default_verdict: str = APPROVE,
@@ -205,6 +210,7 @@ class GenerativeCritic:
         given = dict(
             include_policy=include_policy,
             max_messages=max_messages,
+            earlier_actions=earlier_actions,
             few_shot=few_shot,
             privileged=privileged,
             revise_threshold=revise_threshold,
@@ -217,6 +223,7 @@ class GenerativeCritic:
         self.max_messages: int | None = (
             None if settings["max_messages"] == "all" else settings["max_messages"]
         )
+        self.earlier_actions: bool = settings["earlier_actions"]
         self.few_shot: bool = settings["few_shot"]
         self.privileged: bool = settings["privileged"]
         self.revise_threshold: float = settings["revise_threshold"]
@@ -274,6 +281,7 @@ class GenerativeCritic:
             request.privileged if self.privileged else None,
             include_policy=self.include_policy,
             max_messages=self.max_messages,
+            earlier_actions=self.earlier_actions,
         )
         if not self.few_shot:
             return prompt

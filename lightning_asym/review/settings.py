@@ -16,7 +16,14 @@ from typing import Any
 from lightning_asym.errors import UserError
 
 REVIEW_CONFIG = "review_config.json"
-REVIEW_KEYS = ("include_policy", "max_messages", "few_shot", "privileged", "revise_threshold")
+REVIEW_KEYS = (
+    "include_policy",
+    "max_messages",
+    "earlier_actions",
+    "few_shot",
+    "privileged",
+    "revise_threshold",
+)
 
 
 def _bool(value: Any) -> bool:
@@ -41,6 +48,7 @@ _CHECKS = {
     "include_policy": _bool,
     "few_shot": _bool,
     "privileged": _bool,
+    "earlier_actions": _bool,
     "max_messages": _max_messages,
     "revise_threshold": _threshold,
 }
