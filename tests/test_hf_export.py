@@ -60,6 +60,15 @@ def test_a_record_is_the_review_prompt_plus_the_verdict():
     with_priv = chat_record(ex, include_policy=False, max_messages=2, privileged=True)
     assert [m["content"] for m in with_priv["messages"][:2]] == [m.content for m in prompt]
     assert "keep order #1" in with_priv["messages"][1]["content"]
+    digest = chat_record(ex, include_policy=False, max_messages=2, earlier_actions=True)
+    want = example_prompt(
+        CriticExample(**{**ex.__dict__, "privileged": ""}),
+        include_policy=False,
+        max_messages=2,
+        earlier_actions=True,
+    )
+    assert [m["content"] for m in digest["messages"][:2]] == [m.content for m in want]
+    assert "Tool calls the agent made earlier" in digest["messages"][1]["content"]
 
 
 def test_export_writes_both_splits_and_its_options_and_never_touches_the_source(src, tmp_path):
@@ -72,6 +81,7 @@ def test_export_writes_both_splits_and_its_options_and_never_touches_the_source(
     assert lines[0] == chat_record(example(0), include_policy=False, max_messages=4)
     options = json.loads((out / "prompt_options.json").read_text())
     assert options["include_policy"] is False and options["max_messages"] == 4
+    assert options["earlier_actions"] is False
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
 
     with pytest.raises(UserError, match="already exist.*--overwrite"):

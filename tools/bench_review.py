@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     given = dict(
         include_policy=args.include_policy,
         max_messages=args.max_messages,
+        earlier_actions=None,  # only ever the critic directory's own (it changes what the critic reads)
         few_shot=few_shot,
         revise_threshold=args.threshold,
         privileged=True if args.privileged else None,
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "episodes": args.episodes,
         "include_policy": new.include_policy,
         "max_messages": new.max_messages,
+        "earlier_actions": new.earlier_actions,
         "privileged": args.privileged,
         "few_shot": new.few_shot,
         "threshold": new.revise_threshold,

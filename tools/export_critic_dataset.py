@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--max-messages", type=int, default=None, help="keep the latest N messages (default: all)")
     p.add_argument(
+        "--earlier-actions",
+        action="store_true",
+        help="with --max-messages, list the tool calls the window cuts (review_prompt's earlier_actions)",
+    )
+    p.add_argument(
         "--privileged", action="store_true", help="show the privileged text recorded with each example"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             include_policy=args.include_policy,
             max_messages=args.max_messages,
             privileged=args.privileged,
+            earlier_actions=args.earlier_actions,
             overwrite=args.overwrite,
         )
     except UserError as e:

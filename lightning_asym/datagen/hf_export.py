@@ -37,10 +37,13 @@ def chat_record(
     include_policy: bool = True,
     max_messages: int | None = None,
     privileged: bool = False,
+    earlier_actions: bool = False,
 ) -> dict[str, Any]:
     """One example as `{"messages": [...], "verdict", "task_id", "source"}` (JSON-ready)."""
     shown = example if privileged else dataclasses.replace(example, privileged="")
-    prompt = example_prompt(shown, include_policy=include_policy, max_messages=max_messages)
+    prompt = example_prompt(
+        shown, include_policy=include_policy, max_messages=max_messages, earlier_actions=earlier_actions
+    )
     messages = [{"role": m.role, "content": m.content} for m in prompt]
     messages.append({"role": "assistant", "content": format_verdict(example.verdict, example.feedback)})
     return {
@@ -59,6 +62,7 @@ def export_chat_dataset(
     include_policy: bool = True,
     max_messages: int | None = None,
     privileged: bool = False,
+    earlier_actions: bool = False,
     overwrite: bool = False,
 ) -> dict[str, int]:
     """Writes `<out>/<split>.jsonl` for each split found in `src`; returns the counts per split.
@@ -81,7 +85,12 @@ def export_chat_dataset(
         raise UserError(f"{', '.join(existing)} already exist; choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    options = {"include_policy": include_policy, "max_messages": max_messages, "privileged": privileged}
+    options = {
+        "include_policy": include_policy,
+        "max_messages": max_messages,
+        "earlier_actions": earlier_actions,
+        "privileged": privileged,
+    }
     for split, path in found.items():
         examples = read_jsonl(path, CriticExample)
         lines = [json.dumps(chat_record(e, **options), ensure_ascii=False) for e in examples]
