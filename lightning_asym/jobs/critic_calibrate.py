@@ -5,7 +5,8 @@ prompt options into `<critic dir>/review_config.json` (`GenerativeCritic` reads 
 loads that directory), with `revise_threshold: 0.5` until calibrated. `lightning-asym validate`
 with `CriticSFT(model=<critic dir>)` on the in-loop split (`data.init_args.val_split: inloop`)
 scores every example's P(revise), chooses the threshold (`lightning_asym.calibration`), writes
-the curve to `<log_dir>/calibration.json` and the threshold with a summary into the critic's
+the curve to `<log_dir>/calibration.json`, each example's score to `<log_dir>/scores.jsonl`
+(for `tools/critic_errors.py`) and the threshold with a summary into the critic's
 `review_config.json`.
 """
 
@@ -20,6 +21,7 @@ import torch.distributed as dist
 
 from lightning_asym.calibration import REVIEW_CONFIG, update_review_config
 from lightning_asym.errors import UserError
+from lightning_asym.types import CriticExample
 
 PROMPT_KEYS = ("include_policy", "max_messages", "earlier_actions", "privileged")
 """The options that change the prompt: a critic must review with the ones it was trained on."""
@@ -61,14 +63,42 @@ def gather(scores: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[list
     return s, y
 
 
+def score_row(example: CriticExample, p_revise: float) -> dict[str, Any]:
+    """One scored validation example, for error analysis (`tools/critic_errors.py`): what was
+    proposed, the label and the env's reason for it, and the critic's P(revise)."""
+    action = example.action
+    return {
+        "task_id": example.task_id,
+        "trial": example.info.get("trial"),
+        "turn": example.info.get("turn"),
+        "action": None if action is None else action.name,
+        "verdict": example.verdict,
+        "violation": example.info.get("violation"),
+        "after_deviation": example.info.get("after_deviation"),
+        "source": example.source,
+        "p_revise": p_revise,
+    }
+
+
+def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rank's scored rows (all ranks)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, rows)
+        return [r for part in parts for r in part]
+    return list(rows)
+
+
 def write_calibration(
     log_dir: str | Path,
     critic_dir: Path | None,
     options: dict[str, Any],
     summary: dict[str, Any],
     points: list[dict[str, Any]],
+    rows: list[dict[str, Any]] | None = None,
 ) -> tuple[Path, Path | None]:
-    """Write `<log_dir>/calibration.json` (summary and curve) and, for a saved critic, its threshold.
+    """Write `<log_dir>/calibration.json` (summary and curve), `<log_dir>/scores.jsonl` (each
+    example's `score_row`, when given) and, for a saved critic, its threshold.
 
     The critic's `review_config.json` gets `revise_threshold` and `calibration` (the summary
     and where the curve is); prompt options it lacks (a critic saved before the file existed)
@@ -80,6 +110,10 @@ def write_calibration(
     tmp = curve_path.with_name(curve_path.name + ".tmp")
     tmp.write_text(json.dumps({"summary": summary, "curve": points}, indent=1, sort_keys=True) + "\n")
     tmp.replace(curve_path)
+    if rows:
+        tmp = log_dir / "scores.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        tmp.replace(log_dir / "scores.jsonl")
     if critic_dir is None:
         return curve_path, None
     saved = saved_options(critic_dir)

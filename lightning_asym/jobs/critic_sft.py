@@ -41,7 +41,13 @@ from lightning_asym import models
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.calibration import REVIEW_CONFIG, CalibrationConfig, calibrate, update_review_config
 from lightning_asym.errors import UserError
-from lightning_asym.jobs.critic_calibrate import check_options, gather, write_calibration
+from lightning_asym.jobs.critic_calibrate import (
+    check_options,
+    gather,
+    gather_rows,
+    score_row,
+    write_calibration,
+)
 from lightning_asym.jobs.critic_data import CriticDataModule, CriticEncoder
 from lightning_asym.jobs.critic_lora import METHODS, lora_config
 from lightning_asym.review.verdict import revise_logit
@@ -117,6 +123,7 @@ class CriticSFT(models.BuiltLate, LightningModule):
             check_options(self.critic_dir, self.review_options())
         self._val_scores: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+        self._val_rows: list[dict[str, Any]] = []
         self.save_dir = save_dir
         self.saved_dir: Path | None = None
         self.spec = models.ModelSpec(model, tokenizer, tiny, dtype, key="model.init_args")
@@ -241,14 +248,16 @@ class CriticSFT(models.BuiltLate, LightningModule):
             self.log(f"val/{name}", metric, prog_bar=name == "verdict_accuracy", batch_size=len(batch))
         self._val_scores.append(p.detach())
         self._val_labels.append(y.detach())
+        self._val_rows += [score_row(ex, float(s)) for ex, s in zip(batch, p.float().tolist())]
 
     def on_validation_epoch_start(self) -> None:
-        self._val_scores, self._val_labels = [], []
+        self._val_scores, self._val_labels, self._val_rows = [], [], []
 
     def on_validation_epoch_end(self) -> None:
         """The PR curve of this epoch's P(revise) and the calibrated threshold (logged; written by `validate`)."""
         scores, labels = gather(self._val_scores, self._val_labels)
-        self._val_scores, self._val_labels = [], []
+        rows = gather_rows(self._val_rows)
+        self._val_scores, self._val_labels, self._val_rows = [], [], []
         if self.trainer.sanity_checking or not scores:
             return
         summary, points = calibrate(scores, labels, self.calibration)
@@ -274,7 +283,9 @@ class CriticSFT(models.BuiltLate, LightningModule):
                 "are fine, so a balanced split understates false alarms; use data.init_args.val_split: inloop"
             )
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        curve, config = write_calibration(log_dir, self.critic_dir, self.review_options(), summary, points)
+        curve, config = write_calibration(
+            log_dir, self.critic_dir, self.review_options(), summary, points, rows
+        )
         where = f"and revise_threshold into {config}" if config else "(model is not a saved critic directory)"
         rank_zero_info(
             f"calibration ({self.calibration.criterion}, fix_prob={self.calibration.fix_prob}, "
