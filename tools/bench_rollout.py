@@ -1,16 +1,23 @@
-"""Multi-turn rollout throughput: `RolloutEngine` + `TransformersBackend` against a naive loop.
+"""Multi-turn rollout throughput: `RolloutEngine` + `TransformersBackend` against two HF-generate loops.
 
 The naive loop plays each episode alone and, every turn, re-renders and re-tokenizes the whole
-conversation and calls HF `model.generate` on it (greedy, batch of one). The engine plays all
+conversation and calls HF `model.generate` on it (greedy, batch of one). The batched baseline is
+what an HF-generate rollout path gives: one left-padded `model.generate` per turn over all live
+episodes, re-encoding every conversation (no KV kept between turns). The engine plays all
 episodes in lock-step: one forward per decoding step for every live episode, and each
 episode's KV cache kept across turns. Same model, same prompt text, same episodes
 (`PreferencesEnv` test tasks, scripted user), greedy decoding.
 
+The roofline: the bench measures this machine's read bandwidth and matmul rate (threads and
+dtype as the run's) and, for each of the engine's one-token decode steps (its batch and its
+rows' context), the time the hardware needs at least (`backends.roofline`); `decode_share` is
+that time over the measured one, i.e. the engine's share of the decode ceiling.
+
     python tools/bench_rollout.py [--model tiny|smollm2|DIR] [--episodes 8] [--turns 6] [--max-new-tokens 32]
 
-The last line of output is one JSON object: engine_tok_s, naive_tok_s, speedup, and the
-wall time of each turn index for both (time to move every episode one turn forward). On a
-shared machine wall time is noisy; `speedup_cpu_time` compares process CPU time instead.
+The last line of output is one JSON object: engine_tok_s, naive_tok_s, batched_tok_s, speedup
+(against naive), speedup_batched, the roofline figures, and the wall time of each turn index. On
+a shared machine wall time is noisy; `speedup_cpu_time` compares process CPU time instead.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import torch
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
+from lightning_asym.backends.roofline import Hardware, ModelCost, decode_ceiling, measure
 from lightning_asym.backends.toolcalls import parse_action
 from lightning_asym.types import Message, Task, to_dict
 
@@ -78,6 +86,82 @@ class NaiveGenerate(ChatBackend):
                     num_completion_tokens=len(new),
                 )
             )
+        return out
+
+
+class BatchedGenerate(NaiveGenerate):
+    """All conversations of a call in one left-padded `model.generate`; nothing kept between turns."""
+
+    def complete(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        tools: list[dict[str, Any]] | None = None,
+        sampling: SamplingParams | None = None,
+        *,
+        keys: Sequence[Hashable] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        assert sampling is not None and sampling.greedy
+        texts = [self.render(conv, True, tools) for conv in conversations]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        rows = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        width = max(map(len, rows))
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        with torch.no_grad():
+            gen = self.model.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=sampling.max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.eos_ids,
+                pad_token_id=pad,
+            )
+        out = []
+        for i, row in enumerate(rows):
+            new = gen[i, width:].tolist()
+            end = next((j + 1 for j, t in enumerate(new) if t in self.eos_ids), len(new))
+            new = new[:end]  # a finished row is padded to the longest: cut after its end of turn
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            action, err = parse_action(text)
+            out.append(
+                Completion(
+                    text=text,
+                    action=action,
+                    parse_error=err,
+                    completion_ids=new,
+                    num_prompt_tokens=len(row),
+                    num_completion_tokens=len(new),
+                )
+            )
+        return out
+
+
+class DecodeSteps:
+    """Wraps a `TransformersBackend`'s forward: times its one-token forwards (decode steps, and the
+    last prompt token after grouped prefill) and, per step, the
+    time the hardware needs at least (`roofline.decode_ceiling` at the step's batch and context)."""
+
+    def __init__(self, backend: TransformersBackend, hw: Hardware) -> None:
+        self.inner, self.cost, self.hw = backend._forward, ModelCost.of(backend.model), hw
+        self.seconds = self.floor_seconds = 0.0
+        self.steps = self.rows = 0
+        self.context = 0.0
+        backend._forward = self  # type: ignore[method-assign]
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+        if ids.shape[1] != 1:
+            return self.inner(ids, mask, pos, cache)
+        t0 = time.perf_counter()
+        out = self.inner(ids, mask, pos, cache)
+        self.seconds += time.perf_counter() - t0
+        batch, context = int(ids.shape[0]), float(mask.sum(-1).float().mean())
+        self.floor_seconds += decode_ceiling(self.cost, self.hw, batch, context).step_s
+        self.steps, self.rows, self.context = (
+            self.steps + 1,
+            self.rows + batch,
+            self.context + context * batch,
+        )
         return out
 
 
@@ -141,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="tool instructions after the policy in the system message (the default puts them first; "
         "both sides always see the same prompts)",
     )
-    p.add_argument("--skip-naive", action="store_true", help="time only the engine")
+    p.add_argument("--skip-naive", action="store_true", help="do not time the naive loop")
+    p.add_argument("--skip-batched", action="store_true", help="do not time the batched re-encoding baseline")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -166,11 +251,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tasks = env.tasks("test")[: args.episodes]
     engine = RolloutEngine(env, max_turns=args.turns, sampling=sampling, seed=args.seed)
     naive = NaiveGenerate(backend.model, backend.tokenizer, backend.render, backend.eos_ids)
+    batched = BatchedGenerate(backend.model, backend.tokenizer, backend.render, backend.eos_ids)
+    dtype = next(backend.model.parameters()).dtype
+    hw = measure(dtype)
 
     # Warm-up: first-call costs (allocator, kernels) should not count for either side.
     warm = [Message("user", "Hello!")]
     backend.complete([warm], None, SamplingParams(max_new_tokens=2, temperature=0))
     naive.complete([warm], None, SamplingParams(max_new_tokens=2, temperature=0))
+    steps = DecodeSteps(backend, hw)  # the engine's decode steps from here on
 
     timed_engine = Timed(backend)
     trajs = engine.collect(tasks, timed_engine)
@@ -182,6 +271,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for task in tasks:  # each episode alone
             naive_trajs += engine.collect([task], timed_naive)
     naive_s, naive_tok, naive_cpu = timed_naive.summary()
+
+    timed_batched = Timed(batched)
+    batched_trajs = [] if args.skip_batched else engine.collect(tasks, timed_batched)  # re-encoded every turn
+    batched_s, batched_tok, _ = timed_batched.summary()
+    mean_context = steps.context / steps.rows if steps.rows else 0.0
+    ceiling = decode_ceiling(steps.cost, hw, len(tasks), mean_context)
 
     turns = sorted(timed_engine.seconds)
     result = {
@@ -205,6 +300,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "speedup_cpu_time": round((eng_tok / eng_cpu) / (naive_tok / naive_cpu), 2)
         if naive_cpu and naive_tok
         else None,
+        "batched_s": round(batched_s, 3),
+        "batched_tokens": batched_tok,
+        "batched_tok_s": round(batched_tok / batched_s, 2) if batched_s else None,
+        "speedup_batched": round((eng_tok / eng_s) / (batched_tok / batched_s), 2)
+        if batched_s and batched_tok
+        else None,
+        "read_gb_s": round(hw.read_bytes_per_s / 1e9, 2),
+        "matmul_gflop_s": round(hw.matmul_flops_per_s / 1e9, 1),
+        "decode_steps": steps.steps,
+        "decode_rows": steps.rows,
+        "decode_rows_mean": round(steps.rows / steps.steps, 2) if steps.steps else None,
+        "decode_context_mean": round(mean_context, 1),
+        "engine_decode_tok_s": round(steps.rows / steps.seconds, 2) if steps.seconds else None,
+        # the ceiling at the full batch and the steps' mean context, and its binding limit
+        "ceiling_tok_s": round(ceiling.tokens_per_s, 1),
+        "ceiling_bound": ceiling.bound,
+        # the least time the hardware needs for the engine's decode steps, over their measured time
+        "decode_share": round(steps.floor_seconds / steps.seconds, 3) if steps.seconds else None,
         "engine_turn_s": [round(timed_engine.seconds[t], 3) for t in turns],
         "naive_turn_s": [round(timed_naive.seconds[t], 3) for t in sorted(timed_naive.seconds)],
         "engine_turn_tokens": [timed_engine.tokens[t] for t in turns],
@@ -221,6 +334,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if naive_trajs
         else None,
         "naive_episode_turns": [t.num_turns for t in naive_trajs],
+        "same_episodes_batched": sum(
+            [to_dict(m) for m in a.messages] == [to_dict(m) for m in b.messages]
+            for a, b in zip(trajs, batched_trajs)
+        )
+        if batched_trajs
+        else None,
     }
     print(
         f"model {args.model}: {len(tasks)} episodes x {args.turns} turns, max_new_tokens {args.max_new_tokens}"
@@ -232,7 +351,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{t:>4} {timed_engine.seconds[t]:>9.3f} {timed_engine.tokens[t]:>7} {ns:>9.3f} {timed_naive.tokens.get(t, 0):>7}"
         )
     print(
-        f"engine {result['engine_tok_s']} tok/s, naive {result['naive_tok_s']} tok/s, speedup {result['speedup']}x"
+        f"engine {result['engine_tok_s']} tok/s, naive {result['naive_tok_s']} tok/s (speedup {result['speedup']}x), "
+        f"batched re-encoding {result['batched_tok_s']} tok/s (speedup {result['speedup_batched']}x)"
+    )
+    print(
+        f"roofline: read {result['read_gb_s']} GB/s, matmul {result['matmul_gflop_s']} GFLOP/s; decode ceiling "
+        f"{result['ceiling_tok_s']} tok/s at {len(tasks)} rows x {result['decode_context_mean']} context "
+        f"({ceiling.bound}-bound); engine decode {result['engine_decode_tok_s']} tok/s over "
+        f"{result['decode_rows_mean']} rows a step, {result['decode_share']:.1%} of the ceiling for its steps"
+        if steps.seconds
+        else "roofline: no decode step was timed"
     )
     print(json.dumps(result))
     return result
