@@ -37,6 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from lightning_asym.backends.base import ChatBackend, Completion, SamplingParams
+from lightning_asym.backends.hardware import fast_dtype
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.backends.roofline import Hardware, ModelCost, decode_ceiling, measure
 from lightning_asym.backends.toolcalls import parse_action
@@ -213,10 +214,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--dtype",
-        default="bfloat16",
-        help="weights and activations of the model both sides run: bfloat16 (default: what rollouts "
-        "use; on a CPU with AVX512-BF16 it makes a batch of 8 rows cost 1.6x one row instead of 3.6x) "
-        "or float32",
+        default=None,
+        help="weights and activations of the model both sides run: bfloat16 or float32 (default: "
+        "backends.hardware.fast_dtype(), bfloat16 where native: on a CPU with AVX512-BF16 it makes a "
+        "batch of 8 rows cost 1.6x one row instead of 3.6x; an AVX2-only CPU emulates it 7x slower)",
     )
     p.add_argument(
         "--tools-last",
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.model == "tiny"
         else None
     )
-    backend = TransformersBackend(args.model, tiny=tiny, tools_first=args.tools_first, dtype=args.dtype)
+    backend = TransformersBackend(args.model, tiny=tiny, tools_first=args.tools_first, dtype=args.dtype or fast_dtype())
     load_s = time.perf_counter() - t0
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
     env = PreferencesEnv(
