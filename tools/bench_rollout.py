@@ -59,53 +59,21 @@ class NaiveGenerate(ChatBackend):
         keys: Sequence[Hashable] | None = None,
         seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
-        assert sampling is not None and sampling.greedy
-        out = []
-        for conv in conversations:
-            ids = self.tokenizer(
-                self.render(conv, True, tools), add_special_tokens=False, return_tensors="pt"
-            )
-            with torch.no_grad():
-                gen = self.model.generate(
-                    ids["input_ids"],
-                    attention_mask=ids["attention_mask"],
-                    max_new_tokens=sampling.max_new_tokens,
-                    do_sample=False,
-                    eos_token_id=self.eos_ids,
-                    pad_token_id=self.eos_ids[0],
-                )
-            new = gen[0, ids["input_ids"].shape[1] :].tolist()
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            action, err = parse_action(text)
-            out.append(
-                Completion(
-                    text=text,
-                    action=action,
-                    parse_error=err,
-                    completion_ids=new,
-                    num_prompt_tokens=int(ids["input_ids"].shape[1]),
-                    num_completion_tokens=len(new),
-                )
-            )
-        return out
+        return [c for conv in conversations for c in self.generate([conv], tools, sampling)]
 
-
-class BatchedGenerate(NaiveGenerate):
-    """All conversations of a call in one left-padded `model.generate`; nothing kept between turns."""
-
-    def complete(
+    def generate(
         self,
         conversations: Sequence[Sequence[Message]],
-        tools: list[dict[str, Any]] | None = None,
-        sampling: SamplingParams | None = None,
-        *,
-        keys: Sequence[Hashable] | None = None,
-        seeds: Sequence[int] | None = None,
+        tools: list[dict[str, Any]] | None,
+        sampling: SamplingParams | None,
     ) -> list[Completion]:
+        """One left-padded greedy `model.generate` over `conversations`, each re-encoded whole."""
         assert sampling is not None and sampling.greedy
-        texts = [self.render(conv, True, tools) for conv in conversations]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
-        rows = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        rows = [
+            self.tokenizer(self.render(conv, True, tools), add_special_tokens=False)["input_ids"]
+            for conv in conversations
+        ]
         width = max(map(len, rows))
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
@@ -122,7 +90,7 @@ class BatchedGenerate(NaiveGenerate):
         for i, row in enumerate(rows):
             new = gen[i, width:].tolist()
             end = next((j + 1 for j, t in enumerate(new) if t in self.eos_ids), len(new))
-            new = new[:end]  # a finished row is padded to the longest: cut after its end of turn
+            new = new[:end]  # a row that finished early is padded to the longest: cut after its end of turn
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             action, err = parse_action(text)
             out.append(
@@ -136,6 +104,13 @@ class BatchedGenerate(NaiveGenerate):
                 )
             )
         return out
+
+
+class BatchedGenerate(NaiveGenerate):
+    """All conversations of a call in one left-padded `model.generate`; nothing kept between turns."""
+
+    def complete(self, conversations, tools=None, sampling=None, *, keys=None, seeds=None):  # noqa: ANN001, ANN201
+        return self.generate(conversations, tools, sampling)
 
 
 class DecodeSteps:
@@ -243,7 +218,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.model == "tiny"
         else None
     )
-    backend = TransformersBackend(args.model, tiny=tiny, tools_first=args.tools_first, dtype=args.dtype or fast_dtype())
+    backend = TransformersBackend(
+        args.model, tiny=tiny, tools_first=args.tools_first, dtype=args.dtype or fast_dtype()
+    )
     load_s = time.perf_counter() - t0
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0)
     env = PreferencesEnv(
