@@ -384,7 +384,9 @@ def test_validate_on_the_inloop_split_calibrates_the_saved_critic(examples, tmp_
     assert saved["max_messages"] == 2 and saved["include_policy"] is False  # the options stay
     # each example's score, for error analysis: the ones the curve was computed from
     rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
-    assert sorted((r["task_id"], r["verdict"]) for r in rows) == sorted((e.task_id, e.verdict) for e in inloop)
+    assert sorted((r["task_id"], r["verdict"]) for r in rows) == sorted(
+        (e.task_id, e.verdict) for e in inloop
+    )
     flagged = sum(r["p_revise"] >= saved["revise_threshold"] for r in rows)
     assert flagged == out["summary"]["chosen"]["tp"] + out["summary"]["chosen"]["fp"]
     with pytest.raises(UserError, match=r"no examples with split 'inloop'"):
