@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 
 from lightning_asym.calibration import REVIEW_CONFIG, update_review_config
@@ -51,18 +50,6 @@ def check_options(directory: str | Path, options: dict[str, Any]) -> None:
         )
 
 
-def gather(scores: list[torch.Tensor], labels: list[torch.Tensor]) -> tuple[list[float], list[bool]]:
-    """Every rank's P(revise) and targets of this validation epoch, as plain lists (all ranks)."""
-    s = torch.cat(scores).float().cpu().tolist() if scores else []
-    y = [bool(v) for v in torch.cat(labels).cpu().tolist()] if labels else []
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        parts: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, (s, y))
-        s = [v for part in parts for v in part[0]]
-        y = [v for part in parts for v in part[1]]
-    return s, y
-
-
 def score_row(example: CriticExample, p_revise: float) -> dict[str, Any]:
     """One scored validation example, for error analysis (`tools/critic_errors.py`): what was
     proposed, the label and the env's reason for it, and the critic's P(revise)."""
@@ -81,7 +68,7 @@ def score_row(example: CriticExample, p_revise: float) -> dict[str, Any]:
 
 
 def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every rank's scored rows (all ranks)."""
+    """Every rank's scored rows of this validation epoch (on all ranks): one collective."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         parts: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, rows)

@@ -43,7 +43,6 @@ from lightning_asym.calibration import REVIEW_CONFIG, CalibrationConfig, calibra
 from lightning_asym.errors import UserError
 from lightning_asym.jobs.critic_calibrate import (
     check_options,
-    gather,
     gather_rows,
     score_row,
     write_calibration,
@@ -51,7 +50,7 @@ from lightning_asym.jobs.critic_calibrate import (
 from lightning_asym.jobs.critic_data import CriticDataModule, CriticEncoder
 from lightning_asym.jobs.critic_lora import METHODS, lora_config
 from lightning_asym.review.verdict import revise_logit
-from lightning_asym.types import CriticExample
+from lightning_asym.types import REVISE, CriticExample
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +120,7 @@ class CriticSFT(models.BuiltLate, LightningModule):
         self.critic_dir = Path(model).expanduser() if Path(model).expanduser().is_dir() else None
         if self.critic_dir is not None:
             check_options(self.critic_dir, self.review_options())
-        self._val_scores: list[torch.Tensor] = []
-        self._val_labels: list[torch.Tensor] = []
-        self._val_rows: list[dict[str, Any]] = []
+        self._val_rows: list[dict[str, Any]] = []  # each scored example (`score_row`): the curve's input
         self.save_dir = save_dir
         self.saved_dir: Path | None = None
         self.spec = models.ModelSpec(model, tokenizer, tiny, dtype, key="model.init_args")
@@ -246,18 +243,17 @@ class CriticSFT(models.BuiltLate, LightningModule):
         ):
             metric.update(p, y)
             self.log(f"val/{name}", metric, prog_bar=name == "verdict_accuracy", batch_size=len(batch))
-        self._val_scores.append(p.detach())
-        self._val_labels.append(y.detach())
         self._val_rows += [score_row(ex, float(s)) for ex, s in zip(batch, p.float().tolist())]
 
     def on_validation_epoch_start(self) -> None:
-        self._val_scores, self._val_labels, self._val_rows = [], [], []
+        self._val_rows = []
 
     def on_validation_epoch_end(self) -> None:
         """The PR curve of this epoch's P(revise) and the calibrated threshold (logged; written by `validate`)."""
-        scores, labels = gather(self._val_scores, self._val_labels)
         rows = gather_rows(self._val_rows)
-        self._val_scores, self._val_labels, self._val_rows = [], [], []
+        self._val_rows = []
+        scores = [r["p_revise"] for r in rows]
+        labels = [r["verdict"] == REVISE for r in rows]
         if self.trainer.sanity_checking or not scores:
             return
         summary, points = calibrate(scores, labels, self.calibration)
