@@ -4,6 +4,7 @@ validation metrics, the saved critic loading back for review, and the CLI run.""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.errors import UserError
 from lightning_asym.jobs.critic_data import CriticDataModule, load_examples
-from lightning_asym.jobs.critic_sft import CriticSFT
+from lightning_asym.jobs.critic_sft import CriticSFT, verdict_loss
 from lightning_asym.review.format import example_prompt, format_verdict
 from lightning_asym.types import Action, CriticExample, JSONLError, Message, ToolCall, write_jsonl
 
@@ -169,6 +170,32 @@ def test_verdict_scores_match_a_separate_pass_on_the_shared_prefix(examples):
         at = logits[torch.arange(len(batch)), probe["verdict_pos"]]
         ref = torch.sigmoid(at[:, m.encoder.revise_id] - at[:, m.encoder.approve_id])
     assert torch.allclose(p, ref, atol=1e-5)
+
+
+def test_verdict_loss_is_the_mean_binary_cross_entropy_of_the_verdicts():
+    logit, revise = torch.tensor([2.0, -1.0, 0.5, -3.0]), torch.tensor([1, 0, 0, 1])
+    ref = 0.0
+    for z, y in zip(logit.tolist(), revise.tolist()):
+        p = 1 / (1 + math.exp(-z))
+        ref -= math.log(p) if y else math.log(1 - p)
+    assert verdict_loss(logit, revise).item() == pytest.approx(ref / 4, rel=1e-6)
+
+
+def test_verdict_weight_adds_the_verdict_loss_to_the_token_loss(examples, tmp_path):
+    torch.manual_seed(0)
+    m = module(verdict_weight=2.0)
+    batch = [e for e in examples if e.split == "train"][:4]
+    logged = {}
+    m.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    m.optimizers = lambda: torch.optim.SGD(m.parameters(), lr=0.0)
+    loss = m.training_step(batch, 0)
+    with torch.no_grad():
+        out = m._step(batch, verdicts=True)
+        ref = out["losses"].mean() + 2.0 * verdict_loss(out["revise_logit"], out["revise"])
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert logged["train/verdict_loss"] > 0 and loss.requires_grad
+    with pytest.raises(UserError, match="model.init_args.verdict_weight"):
+        module(verdict_weight=-1.0)
 
 
 # --------------------------------------------------------------------------- data

@@ -55,6 +55,12 @@ from lightning_asym.types import REVISE, CriticExample
 log = logging.getLogger(__name__)
 
 
+def verdict_loss(revise_logit: torch.Tensor, revise: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of the verdicts: `revise_logit` is log P(revise) - log P(approve)
+    at each example's verdict position, `revise` its label (1 revise, 0 approve)."""
+    return F.binary_cross_entropy_with_logits(revise_logit.float(), revise.float())
+
+
 class CriticSFT(models.BuiltLate, LightningModule):
     """Supervised fine-tuning of a generative critic on `CriticExample` batches.
 
@@ -78,6 +84,9 @@ class CriticSFT(models.BuiltLate, LightningModule):
         calibration: how validation chooses `revise_threshold` from the P(revise) of the
             validation examples (`calibration.CalibrationConfig`: fix_prob, misled_prob,
             criterion, beta); `validate` on a saved critic writes it into its review_config.json.
+        verdict_weight: weight of a binary cross-entropy on the verdict alone (`log P(revise) -
+            log P(approve)` at the verdict position, what the scored review reads), added to the
+            mean token loss. 0 trains the verdict as one answer token among the feedback's many.
         dtype: weights dtype ("float32", "bfloat16", ...).
         save_dir: where the fine-tuned critic is written at the end of fit
             (default: `<log_dir>/critic`).
@@ -103,14 +112,18 @@ class CriticSFT(models.BuiltLate, LightningModule):
         privileged: bool = False,
         calibration: CalibrationConfig | None = None,
         earlier_actions: bool = False,
+        verdict_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if method not in METHODS:
             raise UserError(f"model.init_args.method must be one of {METHODS}, got {method!r}")
         if max_messages is not None and max_messages < 1:
             raise UserError(f"model.init_args.max_messages must be >= 1 or null (all), got {max_messages}")
+        if verdict_weight < 0:
+            raise UserError(f"model.init_args.verdict_weight must be >= 0, got {verdict_weight}")
         self.save_hyperparameters()
         self.method = method
+        self.verdict_weight = verdict_weight
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.include_policy, self.max_messages, self.privileged = include_policy, max_messages, privileged
         self.max_length = max_length
@@ -206,6 +219,7 @@ class CriticSFT(models.BuiltLate, LightningModule):
             score[missing] = self._revise_logit(
                 self.logits_at(probe, prow, probe["verdict_pos"].to(self.device))
             )
+        out["revise_logit"] = score
         out["p_revise"] = torch.sigmoid(score)
         out["revise"] = batch["revise"].to(self.device)
         return out
@@ -217,9 +231,14 @@ class CriticSFT(models.BuiltLate, LightningModule):
     # ------------------------------------------------------------------ Lightning hooks
 
     def training_step(self, batch: list[CriticExample], batch_idx: int) -> torch.Tensor:
-        out = self._step(batch, verdicts=False)
-        loss = out["losses"].mean()
+        weighted = self.verdict_weight > 0
+        out = self._step(batch, verdicts=weighted)
         n = len(batch)
+        loss = out["losses"].mean()
+        if weighted:
+            verdict = verdict_loss(out["revise_logit"], out["revise"])
+            self.log("train/verdict_loss", verdict, on_step=True, on_epoch=False, batch_size=n)
+            loss = loss + self.verdict_weight * verdict
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         self.log("train/truncated", out["shortened"].float() / n, on_step=True, on_epoch=False, batch_size=n)
         self.log(
