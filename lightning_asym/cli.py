@@ -197,7 +197,9 @@ class AsymCLI(LightningCLI):
         if checkpoints.name != "checkpoints" or not run.name.startswith("version_") or save_dir is None:
             return
         if run.parent == (Path(save_dir) / (name or "")).resolve():
-            logger.init_args.version = run.name
+            # an int N is what TensorBoardLogger itself names version_N (and the bar shows as v_num N)
+            suffix = run.name.removeprefix("version_")
+            logger.init_args.version = int(suffix) if suffix.isdigit() else run.name
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)

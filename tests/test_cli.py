@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cli_helpers import run_cli
 
 from lightning_asym.types import Trajectory, read_jsonl
@@ -100,6 +101,8 @@ def test_cli_fit_trains_the_actor_and_resumes(tmp_path):
     # the resumed run logs into the run it resumes (one run, one directory of curves)
     assert list((tmp_path / "runs" / "fit_tiny").iterdir()) == [run]
     assert len(list(run.glob("events.out.tfevents.*"))) == 2
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["trainer"]["logger"]["init_args"]["version"] == 0  # an int: the bar's v_num reads 0
     resumed = _actor_weights(run / "checkpoints" / "epoch=0-step=2-v1.ckpt")
     for k, v in trained.items():
         torch.testing.assert_close(resumed[k], v, rtol=0, atol=0, msg=f"resumed weights differ at {k}")
