@@ -20,7 +20,7 @@ from lightning_asym.datagen import (
 )
 from lightning_asym.datagen.balance import balance, dedupe, example_key, prepare, split_tasks
 from lightning_asym.datagen.branching import branch
-from lightning_asym.datagen.labels import Sample
+from lightning_asym.datagen.labels import Sample, gold_feedback
 from lightning_asym.datagen.prefix import ReplayMismatch, replay
 from lightning_asym.envs.retail import RetailEnv
 from lightning_asym.envs.retail.oracle import NoisyOracleBackend
@@ -35,6 +35,7 @@ from lightning_asym.types import (
     CriticExample,
     Message,
     Proposal,
+    Task,
     Trajectory,
     Turn,
     read_jsonl,
@@ -109,6 +110,28 @@ def test_gold_feedback_names_the_broken_rule():
     }
     (ex,) = gold_labels(_traj([(Action.reply("That is $12.34."), made_up, "ok")]), None)
     assert ex.feedback.startswith("The amount 12.34 is not supported")
+
+
+def test_tau_bench_judgements_get_the_same_feedback_sentences():
+    """τ-bench's judge (pure; no τ-bench needed) uses retail's rule ids, so the labeler's sentences
+    carry over; a write off the gold plan breaks no rule and gets the right call from the plan."""
+    from lightning_asym.envs.tau_bench.judge import judge_action
+
+    auth = Action("find_user_id_by_email", {"email": "a@b.c"})
+    gold = Action("cancel_pending_order", {"order_id": "#W1", "reason": "no longer needed"})
+    wrong = Action("cancel_pending_order", {"order_id": "#W2", "reason": "no longer needed"})
+    task = Task(id="t", instruction="", gold_actions=[auth, gold])
+
+    def feedback(action, history):
+        return gold_feedback(action, judge_action("retail", action, [gold], history, task), [gold])
+
+    assert feedback(gold, []).startswith("Authenticate the user first with find_user_id_by_email")
+    assert feedback(wrong, [auth]) == "Use order #W1 rather than #W2."
+    transfer = Action("transfer_to_human_agents", {"summary": "help"})
+    assert feedback(transfer, [auth]).startswith("Do not transfer to a human agent")
+    assert feedback(Action("refund_everything", {}), [auth]) == (
+        "This action breaks the policy: it called 'refund_everything', which is not a tool of tau-bench retail."
+    )
 
 
 def test_gold_labels_of_an_undetected_failure_and_rejected_proposals():

@@ -14,6 +14,7 @@ from test_tau_bench_real import REASON
 from lightning_asym.envs.agent_plan import plan_steps
 from lightning_asym.envs.retail.oracle import NoisyOracleBackend
 from lightning_asym.envs.retail.oracle_steps import CONFIRM_MARK
+from lightning_asym.envs.retail.policy import AUTHENTICATE_FIRST, NO_NEEDLESS_TRANSFER
 from lightning_asym.envs.tau_bench import TauBenchEnv
 from lightning_asym.review.tau_rules import TauRuleCritic
 from lightning_asym.rollout.engine import RolloutEngine
@@ -76,12 +77,16 @@ def test_wrong_values_are_real_values_of_the_same_user(env, db):
 @pytest.mark.parametrize(
     "mode, succeeds, rule",
     [
-        ("unauthenticated_write", True, "authenticate"),  # τ-bench's reward ignores it; check_action does not
-        ("give_up", False, "transfer"),
+        (
+            "unauthenticated_write",
+            True,
+            AUTHENTICATE_FIRST,
+        ),  # τ-bench's reward ignores it; check_action does not
+        ("give_up", False, NO_NEEDLESS_TRANSFER),
         ("premature_end", False, None),
         ("skipped_confirmation", True, None),  # nor does either see a missing confirmation
-        ("wrong_order", False, "gold_plan"),
-        ("wrong_argument", False, "gold_plan"),
+        ("wrong_order", False, "off_plan"),  # no rule broken: the judgement says how it is off the plan
+        ("wrong_argument", False, "off_plan"),
     ],
 )
 def test_each_failure_mode(env, db, mode, succeeds, rule):
@@ -89,7 +94,11 @@ def test_each_failure_mode(env, db, mode, succeeds, rule):
     oracle, trajs = run(env, tasks, **{mode: 1.0})
     assert set(oracle.injected) == {mode} and oracle.injected[mode] >= 3
     assert [t.success for t in trajs] == [succeeds] * 3
-    if rule is not None:
+    if rule == "off_plan":
+        assert all(
+            any(t.info.get("off_plan") and t.info["rule"] is None for t in traj.turns) for traj in trajs
+        )
+    elif rule is not None:
         assert all(any(t.info.get("rule") == rule for t in traj.turns) for traj in trajs)
     for task, traj in zip(tasks, trajs):
         gold = [a for a in task.gold_actions if a.name in WRITES][0]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lightning_asym.envs.retail.policy import AUTHENTICATE_FIRST, KNOWN_TOOLS
 from lightning_asym.envs.tau_bench import LITELLM_HINT, TauBenchEnv, TauLLMUser
 from lightning_asym.envs.tau_bench.gold import gold_actor
 from lightning_asym.envs.tau_bench.loader import import_tau_bench
@@ -141,16 +142,16 @@ def test_check_action_against_the_gold_plan():
     e.reset(task)
     auth, *reads, write = task.gold_actions
     early = e.check_action(write)  # the right write, but before authentication
-    assert early["deviation"] is False and early["rule"] == "authenticate"
+    assert early["deviation"] is False and early["rule"] == AUTHENTICATE_FIRST
     e.step(auth)
     for a in reads:
         assert e.check_action(a)["deviation"] is False
         e.step(a)
     wrong = Action(write.name, {**write.kwargs, "payment_method_id": "gift_card_0000000"})
     j = e.check_action(wrong)
-    assert j["deviation"] and "payment_method_id" in j["violation"]
+    assert j["deviation"] and j["rule"] is None and "payment_method_id" in j["off_plan"]
     assert e.check_action(Action("transfer_to_human_agents", {"summary": "help"}))["deviation"]
-    assert e.check_action(Action("launch_rocket", {}))["rule"] == "unknown_tool"
+    assert e.check_action(Action("launch_rocket", {}))["rule"] == KNOWN_TOOLS
     assert e.check_action(None)["deviation"]
     assert e.check_action(write) == {"deviation": False, "rule": None, "violation": None}
     assert e.plan() == [write]
@@ -226,7 +227,7 @@ def test_check_action_after_a_failed_lookup_and_skipped_reads():
     e.reset(task)
     auth, *reads, write = task.gold_actions
     assert e.step(Action(auth.name, {**auth.kwargs, "zip": "00000"})).info["error"]  # nobody found
-    assert e.check_action(write)["rule"] == "authenticate"  # a failed lookup authenticates nobody
+    assert e.check_action(write)["rule"] == AUTHENTICATE_FIRST  # a failed lookup authenticates nobody
     e.step(auth)
     assert e.check_action(write) == {"deviation": False, "rule": None, "violation": None}  # reads skipped
     e.step(write)

@@ -10,12 +10,19 @@ by email or name and zip; airline: the user id is given, so nothing to check), a
 only when the gold plan does. Explicit confirmation before a write is a wiki rule too, but it is
 not judged: τ-bench's reward ignores it, and its gold action lists hold no replies to check it
 against, so a gold replay would be labelled wrong on every write.
+
+The judgement has the retail env's keys and rule ids (`envs/retail/policy.py`: τ-bench retail's
+wiki states the same rules), so the critic labeler (`datagen.labels.gold_feedback`) writes the
+same sentences for both. A write off the gold plan breaks no rule: like retail's, its `rule` and
+`violation` are None, and `off_plan` says how it differs from the next gold write (for people; the
+labeler names the right call from the plan itself).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lightning_asym.envs.retail.policy import AUTHENTICATE_FIRST, KNOWN_TOOLS, NO_NEEDLESS_TRANSFER
 from lightning_asym.types import Action, Task
 
 TRANSFER = "transfer_to_human_agents"
@@ -108,15 +115,20 @@ def judge_action(
     if name == TRANSFER:
         if any(g.name == TRANSFER for g in remaining):
             return judgement(False)
-        return judgement(True, "transfer", "transferred to a human agent although the task can be done")
+        return judgement(
+            True, NO_NEEDLESS_TRANSFER, "transferred to a human agent although the task can be done"
+        )
     if name in reads:
         return judgement(False)
     if name not in writes:
-        return judgement(True, "unknown_tool", f"{name!r} is not a tool of tau-bench {domain}")
+        return judgement(True, KNOWN_TOOLS, f"called {name!r}, which is not a tool of tau-bench {domain}")
     auth = AUTH_TOOLS.get(domain)
     broken: tuple[str, str] | None = None
     if auth and not any(h.name in auth for h in history):
-        broken = ("authenticate", "a write before the user was authenticated (by email, or by name and zip)")
+        broken = (
+            AUTHENTICATE_FIRST,
+            f"called {name} before authenticating the user (by email, or by name and zip)",
+        )
     next_write = next((g for g in remaining if g.name in writes), None)
     if next_write is not None and same_call(action, next_write):
         return judgement(False, *(broken or (None, None)))
@@ -128,7 +140,9 @@ def judge_action(
         keys = set(action.kwargs) | set(next_write.kwargs)
         bad = sorted(k for k in keys if _norm(action.kwargs.get(k)) != _norm(next_write.kwargs.get(k)))
         why = f"{name} with wrong arguments ({', '.join(bad)})"
-    return judgement(True, *(broken or ("gold_plan", why)))
+    if broken:
+        return judgement(True, *broken)
+    return {**judgement(True), "off_plan": why}
 
 
 def complete_plan(domain: str, gold: list[Action], user_id: str, data: Any) -> tuple[list[Action], int]:
