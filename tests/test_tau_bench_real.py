@@ -261,3 +261,12 @@ def test_tau_llm_user_of_another_provider_goes_through_litellm(monkeypatch):
     monkeypatch.setitem(sys.modules, "litellm", None)
     with pytest.raises(ImportError, match="pip install litellm"):
         user.respond("Hi")
+
+
+def test_privileged_text_lists_the_gold_calls_as_the_critic_reads_a_proposal():
+    from lightning_asym.review.format import render_action
+
+    task = TauBenchEnv(env_name="retail", user="scripted").tasks("test")[0]
+    assert task.privileged.startswith("User goal: ") and task.instruction in task.privileged
+    for action in task.gold_actions:
+        assert f"- {render_action(action)}\n" in task.privileged

@@ -18,6 +18,7 @@ How we use it, and why:
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from lightning_asym.envs.base import MultiTurnEnv, StepResult, error_result, fits_tools, register_env
@@ -146,7 +147,8 @@ class TauBenchEnv(MultiTurnEnv):
             [
                 f"User goal: {t.instruction}",
                 "Gold actions:",
-                *[f"- {a.name}({a.kwargs})" for a in gold],
+                # as the critic sees a proposed call (review.format.render_action), like retail's
+                *[f"- {a.name}({json.dumps(a.kwargs, sort_keys=True)})" for a in gold],
                 f"Required outputs: {', '.join(outputs) if outputs else 'none'}",
             ]
         )
