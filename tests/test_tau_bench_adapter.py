@@ -37,8 +37,26 @@ class FakeTask:
     outputs: list[str]
 
 
+class AddTool:
+    """τ-bench's tool shape: `invoke(data, **kwargs)` changes the data in place."""
+
+    @staticmethod
+    def invoke(data, n):
+        if not isinstance(n, int):
+            raise TypeError("n must be an int")
+        data["total"] += n
+        return str(data["total"])
+
+
 class FakeTauEnv:
     """A counter domain: `add(n)` adds to a total; the gold total and the outputs decide the reward."""
+
+    tools_map = {"add": AddTool}
+    terminate_tools: list[str] = []
+
+    @staticmethod
+    def data_load_func():
+        return {"total": 0}
 
     wiki = "Add what the user asks, then tell them the total."
     tools_info = [
@@ -67,11 +85,8 @@ class FakeTauEnv:
         self.user = None
         FakeTauEnv.made.append(dict(split=task_split, env_name=env_name))
 
-    def get_data_hash(self):
-        return str(self.data["total"])
-
     def reset(self, task_index=None):
-        self.task, self.data, self.actions = self.tasks[task_index], {"total": 0}, []
+        self.task, self.data, self.actions = self.tasks[task_index], self.data_load_func(), []
         return types.SimpleNamespace(observation=self.user.reset(instruction=self.task.instruction), info={})
 
     def step(self, action):
@@ -80,31 +95,14 @@ class FakeTauEnv:
         if action.name == "respond":
             obs = self.user.step(action.kwargs["content"])
             done = STOP in obs
-        elif action.name == "add":
-            if not isinstance(action.kwargs.get("n"), int):
-                raise TypeError("n must be an int")
-            self.data = {"total": self.data["total"] + action.kwargs["n"]}
-            obs = str(self.data["total"])
+        elif action.name in self.tools_map:
+            obs = self.tools_map[action.name].invoke(self.data, **action.kwargs)
         else:
             obs = f"Unknown action {action.name}"
         if done:
             res = self.calculate_reward()
             reward, info.reward_info = res.reward, res
         return types.SimpleNamespace(observation=obs, reward=reward, done=done, info=info)
-
-    def calculate_reward(self):
-        ours = self.get_data_hash()
-        self.data = {
-            "total": sum(a.kwargs["n"] for a in self.task.actions)
-        }  # τ-bench replays the gold actions
-        r_actions = ours == self.get_data_hash()
-        reward = float(r_actions)
-        if self.task.outputs:
-            said = [a.kwargs["content"] for a in self.actions if a.name == "respond"]
-            outputs = {o: any(o in s for s in said) for o in self.task.outputs}
-            reward = reward if all(outputs.values()) else 0.0
-            return types.SimpleNamespace(reward=reward, info=types.SimpleNamespace(outputs=outputs))
-        return types.SimpleNamespace(reward=reward, info=types.SimpleNamespace(r_actions=float(r_actions)))
 
 
 @pytest.fixture

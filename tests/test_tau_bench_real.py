@@ -270,3 +270,29 @@ def test_privileged_text_lists_the_gold_calls_as_the_critic_reads_a_proposal():
     assert task.privileged.startswith("User goal: ") and task.instruction in task.privileged
     for action in task.gold_actions:
         assert f"- {render_action(action)}\n" in task.privileged
+
+
+class _BothRewards(TauBenchEnv):
+    """Records the adapter's reward and τ-bench's own on the same final database (the adapter's
+    cached path leaves the database as the episode left it, so τ-bench can still score it)."""
+
+    pairs: list[tuple[str, float, float]] = []
+
+    def _calculate_reward(self):
+        res = super()._calculate_reward()
+        theirs = type(self._env).calculate_reward(self._env)  # replays gold into env.data: last
+        self.pairs.append((self._task.id, float(res.reward), float(theirs.reward)))
+        return res
+
+
+def test_the_cached_gold_digest_scores_as_tau_bench_does():
+    from lightning_asym.envs.retail.oracle import NoisyOracleBackend
+
+    env = _BothRewards(env_name="retail", user="scripted", max_turns=30)
+    tasks = env.tasks("test")[:12]
+    trajs = RolloutEngine(env, seed=0).collect(tasks, NoisyOracleBackend(error_rate=0.3), trials=3)
+    pairs = _BothRewards.pairs
+    assert len(pairs) == sum(not t.truncated for t in trajs) and len(pairs) > 24
+    assert [p for p in pairs if p[1] != p[2]] == []
+    assert {p[1] for p in pairs} == {0.0, 1.0}  # both outcomes, so the check can fail either way
+    assert len(env._gold_digests) == 12  # the gold database was built once per task
