@@ -94,6 +94,7 @@ class AsymProgressBar(RichProgressBar):
         super().__init__(refresh_rate=refresh_rate, leave=leave)
         self._hooked: list[Any] = []
         self._episode_bar: Any = None
+        self._episode_name = ""
         self._episodes_before = 0  # episodes of the plays that finished
         self._play = (0, 0)  # (done, total) of the latest play
         self._ticker: threading.Thread | None = None
@@ -178,7 +179,7 @@ class AsymProgressBar(RichProgressBar):
         self._stop_ticker()
         super().teardown(trainer, pl_module, stage)
 
-    def _on_rollout_progress(self, done: int, total: int) -> None:
+    def _on_rollout_progress(self, done: int, total: int, steps: int = 0) -> None:
         if self.is_disabled:
             return
         stage = self.trainer.state.stage
@@ -200,7 +201,11 @@ class AsymProgressBar(RichProgressBar):
                 if self._play[1] and self._play[0] == self._play[1]:
                     self._episodes_before += self._play[1]
                 self._play = (done, total)
-                self.progress.update(bar, completed=self._episodes_before + done)
+                # the turn of the live episodes: a slow actor (an API on a CPU) still shows movement
+                turn = f" · turn {steps + 1}" if done < total else ""
+                self.progress.update(
+                    bar, completed=self._episodes_before + done, description=self._episode_name + turn
+                )
         self.refresh()
 
     def _episode_total(self) -> int | None:
@@ -222,7 +227,8 @@ class AsymProgressBar(RichProgressBar):
             if total is None or self.progress is None:
                 return None
             name = str(self.trainer.state.stage.value if self.trainer.state.stage else "eval")
-            self._episode_bar = self.progress.add_task(f"{name} episodes", total=total, unit="episode")
+            self._episode_name = f"{name} episodes"
+            self._episode_bar = self.progress.add_task(self._episode_name, total=total, unit="episode")
             self._episodes_before, self._play = 0, (0, 0)
         return self._episode_bar
 

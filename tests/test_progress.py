@@ -22,14 +22,16 @@ class Recorder(AsymProgressBar):
     def __init__(self) -> None:
         super().__init__()
         self.seen: list[tuple[str, float, float | None]] = []
+        self.descriptions: list[str] = []
 
     def _task(self, bar):
         return {t.id: t for t in self.progress.tasks}[bar]
 
-    def _on_rollout_progress(self, done: int, total: int) -> None:
-        super()._on_rollout_progress(done, total)
+    def _on_rollout_progress(self, done: int, total: int, steps: int = 0) -> None:
+        super()._on_rollout_progress(done, total, steps)
         task = self._task(self._episode_bar)
         self.seen.append(("rollout", task.completed, task.total))
+        self.descriptions.append(task.description)
         assert self._ticker is not None and self._ticker.is_alive()  # redraws while rollouts run
 
     def on_test_batch_end(self, trainer, pl_module, *args) -> None:
@@ -60,6 +62,8 @@ def test_test_bar_counts_episodes_as_they_finish(tmp_path):
     first_end = next(i for i, (kind, _, _) in enumerate(bar.seen) if kind == "batch_end")
     before = [c for kind, c, _ in bar.seen[:first_end] if kind == "rollout"]
     assert len(before) >= 2 and 4 in before
+    # while episodes run, the bar names the live episodes' next turn; a play's last report has none
+    assert bar.descriptions[0] == "test episodes · turn 2" and bar.descriptions[-1] == "test episodes"
     assert bar._hooked == [] and data.eval_engine.on_progress is None  # unhooked at teardown
     assert bar._ticker is None  # the once-a-second redraw stopped with the run
 

@@ -73,7 +73,8 @@ class RolloutEngine:
         self.seed = seed
         self.supervision = supervision or SupervisionConfig()
         # called as (episodes finished, episodes played) after each step of `play`: progress bars
-        self.on_progress: Callable[[int, int], None] | None = None
+        # called after each lock-step: (episodes ended, episodes in the play, lock-steps so far)
+        self.on_progress: Callable[[int, int, int], None] | None = None
         self._review_examples: tuple[ReviewExample, ...] | None = None
 
     @property
@@ -165,6 +166,7 @@ class RolloutEngine:
             actor.start(ep.key, ep.task)
         tools = self.env.tool_schemas
         live = [ep for ep in episodes if not ep.done]
+        steps = 0
         while live:
             convs = [ep.traj.messages for ep in live]
             keys = [ep.key for ep in live]
@@ -202,8 +204,9 @@ class RolloutEngine:
                 for ep in finished:
                     ep.env.close()
             live = [ep for ep in live if not ep.done]
+            steps += 1
             if self.on_progress is not None:
-                self.on_progress(len(episodes) - len(live), len(episodes))
+                self.on_progress(len(episodes) - len(live), len(episodes), steps)
         return [ep.traj for ep in episodes]
 
     def _advance(self, ep: Episode, comp: Completion, proposals: list) -> None:
