@@ -19,7 +19,7 @@ from lightning_asym.datagen.writer import find_writer
 
 
 class DataGenProgressBar(RichProgressBar):
-    """`RichProgressBar` whose predict bar reads `datagen: tasks N · examples M · hard P%`
+    """`RichProgressBar` whose predict bar reads `tasks N · ex M · hard P%`
     (and `· in-loop K` once in-loop tasks were played; they count apart from the mined tasks).
 
     Args:
@@ -38,7 +38,8 @@ class DataGenProgressBar(RichProgressBar):
     @staticmethod
     def describe(tasks: int, examples: int, hard: int, inloop: int = 0) -> str:
         rate = hard / tasks if tasks else 0.0
-        text = f"datagen: tasks {tasks} · examples {examples} · hard {rate:.0%}"
+        # short: an 80-column terminal must still show the bar's count and ETA beside it
+        text = f"tasks {tasks} · ex {examples} · hard {rate:.0%}"
         return text + (f" · in-loop {inloop}" if inloop else "")
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
