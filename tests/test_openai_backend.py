@@ -299,6 +299,17 @@ def test_unreachable_endpoint_is_one_line_naming_url_and_key():
     assert url in msg and "model.actor.init_args.base_url" in msg and "connection refused" in msg.lower()
 
 
+def test_concurrent_requests_to_a_down_server_log_each_retry_round_once(caplog):
+    caplog.set_level(logging.WARNING)
+    b = OpenAIBackend(
+        f"http://127.0.0.1:{closed_port()}/v1", "m", max_retries=2, backoff=0.01, max_concurrency=8
+    )
+    with pytest.raises(EndpointError):
+        b.complete([CONV] * 8)
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert [m.split("; ")[1][:9] for m in retries] == ["retry 1/2", "retry 2/2"], retries  # not 8 of each
+
+
 def test_cli_reports_an_unreachable_endpoint_in_one_line(tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/v1"
     config = tmp_path / "api.yaml"

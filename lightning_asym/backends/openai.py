@@ -51,6 +51,8 @@ READ_TIMEOUTS: dict[str, float] = {"actor": 300.0, "reviewer": 120.0, "user": 60
 """Default seconds to wait for an answer, by role: a CPU server needs minutes for a long turn."""
 MAX_READ_TIMEOUT_RETRIES = 1
 """Read timeouts retried per request: the server is still working on the abandoned one."""
+RETRY_LOG_WINDOW = 5.0
+"""Seconds within which the same error at the same retry round is logged once, whatever the requests."""
 
 
 class OpenAIBackend(ChatBackend):
@@ -124,6 +126,7 @@ class OpenAIBackend(ChatBackend):
         self.config_key = config_key
         self._client: openai.OpenAI | None = None
         self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._said: dict[tuple[str, int], float] = {}  # (what, attempt) -> when its retry was last logged
 
     def __repr__(self) -> str:
         return (
@@ -134,12 +137,13 @@ class OpenAIBackend(ChatBackend):
 
     def __getstate__(self) -> dict[str, Any]:
         # the client (which holds the key) and the semaphore are rebuilt after unpickling
-        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_slots")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_slots", "_said")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._client = None
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self._said = {}
 
     @property
     def client(self) -> openai.OpenAI:
@@ -252,12 +256,21 @@ class OpenAIBackend(ChatBackend):
             if attempt + 1 == attempts:
                 raise EndpointError(self._gave_up(error, attempts)) from error
             delay = max(wait, min(MAX_DELAY, self.backoff * 2**attempt * random.uniform(0.5, 1.0)))
-            log.warning(
-                "%s from %s; retry %d/%d in %.2f s%s",
-                *(what, self.base_url, attempt + 1, self.max_retries, delay, note),
-            )
+            if self._first_to_say(what, attempt):
+                log.warning(
+                    "%s from %s; retry %d/%d in %.2f s%s",
+                    *(what, self.base_url, attempt + 1, self.max_retries, delay, note),
+                )
             time.sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _first_to_say(self, what: str, attempt: int) -> bool:
+        """Whether this retry is worth a log line: concurrent requests to a down server all fail
+        alike, and one line per retry round says it (the same error and round within 5 s are one)."""
+        now = time.monotonic()
+        last = self._said.get((what, attempt))
+        self._said[(what, attempt)] = now
+        return last is None or now - last > RETRY_LOG_WINDOW
 
     # ------------------------------------------------------------------ error messages
 
