@@ -14,7 +14,7 @@ EXTRAS ?= dev,real,lora,serve,data
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test test-fast lint format bench critic-pipeline critic-smollm2 critic-smollm2-privileged critic-smollm2-privileged-calls clean
+.PHONY: setup quickstart test test-fast lint format bench critic-pipeline critic-smollm2 critic-smollm2-privileged critic-smollm2-privileged-calls critic-smollm2-privileged-verdict clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ critic-smollm2-privileged-calls: setup  ## the privileged critic with the earlie
 	test -f data/critic_privileged/train.jsonl || $(BIN)/lightning-asym predict --config configs/critic/datagen_privileged.yaml
 	$(BIN)/lightning-asym fit --config configs/critic/sft_smollm2_lora_privileged_calls.yaml
 	$(BIN)/lightning-asym validate --config configs/critic/calibrate_smollm2_lora_privileged_calls.yaml
+
+critic-smollm2-privileged-verdict: setup  ## the calls critic trained with verdict_weight 1.0 (~1.3 h on 2 CPU cores)
+	test -f data/critic_privileged/train.jsonl || $(BIN)/lightning-asym predict --config configs/critic/datagen_privileged.yaml
+	$(BIN)/lightning-asym fit --config configs/critic/sft_smollm2_lora_privileged_verdict.yaml
+	$(BIN)/lightning-asym validate --config configs/critic/calibrate_smollm2_lora_privileged_verdict.yaml
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache data/critic_tiny
