@@ -15,8 +15,9 @@ from lightning_asym.backends.base import SamplingParams
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.errors import UserError
 from lightning_asym.jobs.critic_data import CriticDataModule, load_examples
-from lightning_asym.jobs.critic_sft import CriticSFT, verdict_loss
+from lightning_asym.jobs.critic_sft import CriticSFT
 from lightning_asym.review.format import example_prompt, format_verdict
+from lightning_asym.review.verdict import verdict_loss
 from lightning_asym.types import Action, CriticExample, JSONLError, Message, ToolCall, write_jsonl
 
 ROOT = Path(__file__).parent.parent

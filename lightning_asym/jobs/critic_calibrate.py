@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from lightning_asym.calibration import REVIEW_CONFIG, update_review_config
+from lightning_asym.calibration import REVIEW_CONFIG, CalibrationConfig, update_review_config
 from lightning_asym.errors import UserError
 from lightning_asym.types import CriticExample
 
@@ -108,3 +109,32 @@ def write_calibration(
     updates = {**missing, "revise_threshold": summary["revise_threshold"]}
     updates["calibration"] = {**summary, "curve": str(curve_path.resolve())}
     return curve_path, update_review_config(critic_dir, updates)
+
+
+def report_calibration(
+    log_dir: str | Path,
+    critic_dir: Path | None,
+    options: dict[str, Any],
+    config: CalibrationConfig,
+    split: str | None,
+    result: tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    """`validate`'s end: warn when the split is not the in-loop one, write the calibration
+    (`write_calibration`) and say in one line what was chosen and where it went. `result` is
+    `(summary, points)` of `calibration.calibrate` and the scored rows."""
+    summary, points, rows = result
+    summary["split"] = split
+    if split != "inloop":
+        rank_zero_warn(
+            f"calibrating revise_threshold on the {split or 'given'} split: in the loop most proposals "
+            "are fine, so a balanced split understates false alarms; use data.init_args.val_split: inloop"
+        )
+    curve, saved = write_calibration(log_dir, critic_dir, options, summary, points, rows)
+    where = f"and revise_threshold into {saved}" if saved else "(model is not a saved critic directory)"
+    chosen = summary["chosen"]
+    rank_zero_info(
+        f"calibration ({config.criterion}, fix_prob={config.fix_prob}, "
+        f"misled_prob={config.misled_prob}) on {len(rows)} {split} examples: "
+        f"revise_threshold={summary['revise_threshold']:.4f}, precision {chosen['precision']:.3f}, "
+        f"recall {chosen['recall']:.3f}, gain {chosen['gain']:.4f} per review; wrote the curve to {curve} {where}"
+    )

@@ -34,31 +34,20 @@ import torch
 import torch.nn.functional as F
 from lightning import LightningModule
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryPrecision, BinaryRecall
 
 from lightning_asym import models
 from lightning_asym.backends.hf import TransformersBackend
 from lightning_asym.calibration import REVIEW_CONFIG, CalibrationConfig, calibrate, update_review_config
 from lightning_asym.errors import UserError
-from lightning_asym.jobs.critic_calibrate import (
-    check_options,
-    gather_rows,
-    score_row,
-    write_calibration,
-)
+from lightning_asym.jobs.critic_calibrate import check_options, gather_rows, report_calibration, score_row
 from lightning_asym.jobs.critic_data import CriticDataModule, CriticEncoder
 from lightning_asym.jobs.critic_lora import METHODS, lora_config
-from lightning_asym.review.verdict import revise_logit
+from lightning_asym.review.verdict import revise_logit, verdict_loss
 from lightning_asym.types import REVISE, CriticExample
 
 log = logging.getLogger(__name__)
-
-
-def verdict_loss(revise_logit: torch.Tensor, revise: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy of the verdicts: `revise_logit` is log P(revise) - log P(approve)
-    at each example's verdict position, `revise` its label (1 revise, 0 approve)."""
-    return F.binary_cross_entropy_with_logits(revise_logit.float(), revise.float())
 
 
 class CriticSFT(models.BuiltLate, LightningModule):
@@ -290,23 +279,13 @@ class CriticSFT(models.BuiltLate, LightningModule):
         if self.trainer.state.fn != TrainerFn.VALIDATING or not self.trainer.is_global_zero:
             return
         dm = self.trainer.datamodule
-        split = dm.val_split if isinstance(dm, CriticDataModule) else None
-        summary["split"] = split
-        if split != "inloop":
-            rank_zero_warn(
-                f"calibrating revise_threshold on the {split or 'given'} split: in the loop most proposals "
-                "are fine, so a balanced split understates false alarms; use data.init_args.val_split: inloop"
-            )
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        curve, config = write_calibration(
-            log_dir, self.critic_dir, self.review_options(), summary, points, rows
-        )
-        where = f"and revise_threshold into {config}" if config else "(model is not a saved critic directory)"
-        rank_zero_info(
-            f"calibration ({self.calibration.criterion}, fix_prob={self.calibration.fix_prob}, "
-            f"misled_prob={self.calibration.misled_prob}) on {len(scores)} {split} examples: "
-            f"revise_threshold={summary['revise_threshold']:.4f}, precision {chosen['precision']:.3f}, "
-            f"recall {chosen['recall']:.3f}, gain {chosen['gain']:.4f} per review; wrote the curve to {curve} {where}"
+        report_calibration(
+            self.trainer.log_dir or self.trainer.default_root_dir,
+            self.critic_dir,
+            self.review_options(),
+            self.calibration,
+            dm.val_split if isinstance(dm, CriticDataModule) else None,
+            (summary, points, rows),
         )
 
     def on_fit_start(self) -> None:

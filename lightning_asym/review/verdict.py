@@ -56,3 +56,10 @@ def verdict_probe(tokenizer: Any, end_of_turn: str) -> VerdictProbe:
 def revise_logit(logits: torch.Tensor, probe: VerdictProbe) -> torch.Tensor:
     """log P(revise) - log P(approve) (float32) from next-token logits `[..., vocab]` at the verdict position."""
     return logits[..., probe.revise_id].float() - logits[..., probe.approve_id].float()
+
+
+def verdict_loss(revise_logit: torch.Tensor, revise: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of the verdicts: `revise_logit` is log P(revise) - log P(approve)
+    at each example's verdict position, `revise` its label (1 revise, 0 approve); `CriticSFT`'s
+    `verdict_weight` adds it to the token loss."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(revise_logit.float(), revise.float())
