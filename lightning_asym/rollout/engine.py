@@ -72,8 +72,8 @@ class RolloutEngine:
         self.sampling = sampling
         self.seed = seed
         self.supervision = supervision or SupervisionConfig()
-        # called as (episodes finished, episodes played) after each step of `play`: progress bars
-        # called after each lock-step: (episodes ended, episodes in the play, lock-steps so far)
+        # called after each lock-step of `play` as (episodes ended, episodes in the play, lock-steps
+        # so far): progress bars
         self.on_progress: Callable[[int, int, int], None] | None = None
         self._review_examples: tuple[ReviewExample, ...] | None = None
 

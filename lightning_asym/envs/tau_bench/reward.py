@@ -60,7 +60,7 @@ def reward_result(
         info = {"r_actions": float(db_match), "gt_data_hash": ""}
         kind = "RewardActionInfo"
     done = [a for a in actions if getattr(a, "name", None) != RESPOND]
-    result, info_type = getattr(tau_types, "RewardResult", None), getattr(tau_types, "RewardOutputInfo", None)
-    if result is None or info_type is None:
+    result = getattr(tau_types, "RewardResult", None)
+    if result is None:
         return types.SimpleNamespace(reward=reward, info=types.SimpleNamespace(**info), actions=done)
     return result(reward=reward, info=getattr(tau_types, kind)(**info), actions=done)
