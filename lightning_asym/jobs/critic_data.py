@@ -24,6 +24,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from lightning_asym.errors import UserError
+from lightning_asym.jobs.resumable import ResumableLoader
 from lightning_asym.review.format import format_verdict, review_prompt
 from lightning_asym.review.verdict import verdict_probe
 from lightning_asym.types import APPROVE, REVISE, CriticExample, Message, read_jsonl
@@ -76,8 +77,9 @@ class CriticDataModule(LightningDataModule):
             tasks at their natural rate, `inloop.jsonl`), which `lightning-asym validate`
             calibrates `revise_threshold` on.
 
-    Train batches are reshuffled every epoch (seeded by Lightning's `seed_everything`);
-    validation keeps file order. A path without validation examples gives no validation loop.
+    Train batches are reshuffled every epoch (seeded by Lightning's `seed_everything`), and a fit
+    resumed from a mid-epoch checkpoint goes on with the batches it had not yet seen
+    (`jobs.resumable.ResumableLoader`); validation keeps file order. A path without validation examples gives no validation loop.
     The prompt options (`include_policy`, `max_messages`) are the model's (`CriticSFT`), so the
     critic that is trained and the one that is later loaded for review share one setting.
     """
@@ -160,10 +162,10 @@ class CriticDataModule(LightningDataModule):
         return self.examples[split]
 
     def _loader(self, examples: list[CriticExample], shuffle: bool) -> DataLoader:
-        return DataLoader(
+        cls = ResumableLoader if shuffle else DataLoader  # a resumed fit goes on through its epoch
+        return cls(
             examples,  # type: ignore[arg-type]
             batch_size=self.batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=_as_list,
             persistent_workers=self.num_workers > 0,
