@@ -29,6 +29,8 @@ from lightning_asym.cli_errors import condense, config_error
 from lightning_asym.errors import UserError
 from lightning_asym.progress import AsymProgressBar
 
+log = logging.getLogger(__name__)
+
 DESCRIPTION = (
     "lightning_asym: asymmetric actor-critic for multi-turn LLM agents. `test` evaluates a fixed "
     "actor, alone or supervised by a reviewer; `predict` mines critic data from self-play; `fit` "
@@ -175,6 +177,30 @@ class AsymCLI(LightningCLI):
             if error is None:
                 raise
             raise error from e
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's CLI replaces the model's config by the hyperparameters saved in `ckpt_path`,
+        silently dropping what this command set: a critic fine-tune continued with a new
+        `save_dir` wrote over the critic it started from. Here the command's config wins where it
+        names a model; each model setting that differs from the checkpoint's is logged (weights
+        built under other settings may not load). Without a model in the config, the
+        checkpoint's settings are used, as Lightning does."""
+        given = self.config.clone()
+        super()._parse_ckpt_path()
+        sub = self.config.get("subcommand")
+        if not sub or self.config == given or given[sub].get("model") is None:
+            return
+        mine, saved = dict(given[sub]["model"].items()), dict(self.config[sub]["model"].items())
+        changed = sorted(k for k in mine.keys() | saved.keys() if mine.get(k) != saved.get(k))
+        self.config = given
+        if changed:
+            shown = "; ".join(f"model.{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in changed[:8])
+            log.warning(
+                "%s --ckpt_path: this config's model settings replace the checkpoint's where they differ (%s%s)",
+                sub,
+                shown,
+                f"; and {len(changed) - 8} more" if len(changed) > 8 else "",
+            )
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand is None:
