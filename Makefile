@@ -14,7 +14,7 @@ EXTRAS ?= dev,real,lora,serve,data
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test test-fast lint format bench critic-pipeline critic-smollm2 critic-smollm2-privileged critic-smollm2-privileged-calls critic-smollm2-privileged-verdict clean
+.PHONY: setup quickstart test test-fast lint format bench critic-pipeline critic-smollm2 critic-smollm2-privileged critic-smollm2-privileged-calls critic-smollm2-privileged-verdict critic-smollm2-privileged-verdict450 clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,17 @@ critic-smollm2-privileged-verdict: setup  ## the calls critic trained with verdi
 	test -f data/critic_privileged/train.jsonl || $(BIN)/lightning-asym predict --config configs/critic/datagen_privileged.yaml
 	$(BIN)/lightning-asym fit --config configs/critic/sft_smollm2_lora_privileged_verdict.yaml
 	$(BIN)/lightning-asym validate --config configs/critic/calibrate_smollm2_lora_privileged_verdict.yaml
+
+VERDICT200 := runs/critic_sft_smollm2_lora_privileged_verdict/version_0/checkpoints/epoch=0-step=200.ckpt
+critic-smollm2-privileged-verdict450: setup  ## the verdict critic fine-tuned on from step 200 to 450 (~45 min more on 2 CPU cores)
+	test -f $(VERDICT200) || $(MAKE) critic-smollm2-privileged-verdict
+	$(BIN)/lightning-asym fit --config configs/critic/sft_smollm2_lora_privileged_verdict.yaml --ckpt_path $(VERDICT200) \
+	    --trainer.max_steps 450 --trainer.val_check_interval 450 \
+	    --trainer.logger.init_args.name critic_sft_smollm2_lora_privileged_verdict450 \
+	    --model.init_args.save_dir runs/critic_smollm2_lora_privileged_verdict450
+	$(BIN)/lightning-asym validate --config configs/critic/calibrate_smollm2_lora_privileged_verdict.yaml \
+	    --model.init_args.model runs/critic_smollm2_lora_privileged_verdict450 \
+	    --trainer.logger.init_args.name calibrate_smollm2_lora_privileged_verdict450
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache data/critic_tiny
