@@ -70,6 +70,16 @@ class PassHatK(Metric):
 CRITIC_COUNTS = ("tp", "fp", "fn", "tn", "reviews", "unparsed", "intervened", "revised_ok", "turns")
 
 
+def review_outcome(label: dict | None, flagged: bool) -> str | None:
+    """`tp`, `fp`, `fn` or `tn` for one reviewed proposal, None without an env label. A proposal is
+    faulty when it deviates from the gold plan or breaks a policy rule (`label["deviation"]` or
+    `label["violation"]`)."""
+    if label is None:
+        return None
+    bad = bool(label.get("deviation") or label.get("violation"))
+    return "tp" if bad and flagged else "fp" if flagged else "fn" if bad else "tn"
+
+
 def critic_counts(trajectory) -> dict[str, int]:
     """The critic's record on one supervised trajectory, scored against the env's own judgement.
 
@@ -87,11 +97,9 @@ def critic_counts(trajectory) -> dict[str, int]:
         c["reviews"] += len(reviewed)
         c["unparsed"] += sum(not p.review.parsed for p in reviewed)
         for p in reviewed:
-            if p.label is None:
-                continue
-            bad = bool(p.label.get("deviation") or p.label.get("violation"))
-            flagged = not p.review.approved
-            c["tp" if bad and flagged else "fp" if flagged else "fn" if bad else "tn"] += 1
+            outcome = review_outcome(p.label, flagged=not p.review.approved)
+            if outcome is not None:
+                c[outcome] += 1
         if any(not p.review.approved for p in reviewed):
             c["intervened"] += 1
             c["revised_ok"] += not turn.info.get("deviation", turn.parse_error is not None)

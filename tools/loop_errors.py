@@ -27,10 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-
-def faulty(label: dict[str, Any] | None) -> bool:
-    """The env's judgement of a proposal (`check_action`): a broken rule or a deviation from the plan."""
-    return bool(label and (label.get("violation") or label.get("deviation")))
+from lightning_asym.metrics import review_outcome
 
 
 def reason(label: dict[str, Any]) -> str:
@@ -48,19 +45,19 @@ def breakdown(episodes: list[dict[str, Any]]) -> dict[str, Any]:
                 review = prop.get("review")
                 if review is None:  # not reviewed (no critic, or the fallback went out)
                     continue
-                bad, flag = faulty(prop.get("label")), review.get("verdict") == "revise"
+                text = prop.get("text", "").strip()
+                repeat, previous = previous == text, text
+                outcome = review_outcome(prop.get("label"), review.get("verdict") == "revise")
+                if outcome is None:  # no env label: not scored, as in the run's critic_precision
+                    continue
                 counts = rounds["first" if i == 0 else "revision"]
-                counts[("tp" if flag else "fn") if bad else ("fp" if flag else "tn")] += 1
-                if previous is not None and prop.get("text", "").strip() == previous.strip():
-                    counts["repeat_" + (("tp" if flag else "fn") if bad else ("fp" if flag else "tn"))] += 1
-                if i == 0 and bad and not flag:
-                    key = (
-                        reason(prop["label"]),
-                        prop.get("action", {}).get("name", "?") if prop.get("action") else "?",
-                    )
+                counts[outcome] += 1
+                if repeat:
+                    counts["repeat_" + outcome] += 1
+                if i == 0 and outcome == "fn":
+                    key = (reason(prop["label"]), (prop.get("action") or {}).get("name", "?"))
                     missed[key] += 1
                     missed_failed[key] += not ep.get("success", False)
-                previous = prop.get("text", "")
 
     def summary(c: Counter[str]) -> dict[str, Any]:
         tp, fp, fn = c["tp"], c["fp"], c["fn"]
